@@ -1,0 +1,165 @@
+//! `clip_depth bench`: per-stage latency of the whole pipeline, from a
+//! camera-sized RGB frame to a camera-sized depth map.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use clip_depth_ros::config::{BackboneConfig, DecoderConfig};
+use clip_depth_ros::model::SpaceClip;
+use clip_depth_ros::weights::random_state_dict;
+use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, ModelDType, PixelFormat, StageTimings};
+
+use crate::infer::{parse_size, ModelArgs};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Training YAML; without --checkpoint the model gets random weights.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Real weights to time (needs --config).
+    #[arg(long, requires = "config")]
+    checkpoint: Option<PathBuf>,
+    #[arg(long)]
+    clip_weights: Option<PathBuf>,
+    #[arg(long)]
+    clip_config: Option<PathBuf>,
+    /// Backbone preset for random weights when no --clip-config is given.
+    #[arg(long, default_value = "openai/clip-vit-base-patch16")]
+    preset: String,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    #[arg(long, default_value = "f32")]
+    dtype: ModelDType,
+    /// Batch sizes to time.
+    #[arg(long, num_args = 1.., default_values_t = vec![1usize, 4])]
+    batch: Vec<usize>,
+    /// Input frame and output depth size, WxH.
+    #[arg(long, value_parser = parse_size, default_value = "640x480")]
+    size: (usize, usize),
+    /// Timed iterations per batch size.
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn load(args: &BenchArgs) -> Result<(DepthEstimator, &'static str)> {
+    if let (Some(config), Some(checkpoint)) = (&args.config, &args.checkpoint) {
+        let model = ModelArgs {
+            config: config.clone(),
+            checkpoint: checkpoint.clone(),
+            clip_weights: args.clip_weights.clone(),
+            clip_config: args.clip_config.clone(),
+            device: args.device,
+            dtype: args.dtype,
+        };
+        return Ok((model.load()?, "checkpoint"));
+    }
+    let decoder = match &args.config {
+        Some(path) => DecoderConfig::from_yaml_file(path)?,
+        None => DecoderConfig::default(),
+    };
+    let backbone = match &args.clip_config {
+        Some(path) => BackboneConfig::from_json_file(path)?,
+        None => BackboneConfig::from_preset(&args.preset)
+            .with_context(|| format!("unknown preset {:?} ({})", args.preset, BackboneConfig::PRESETS.join(", ")))?,
+    };
+    let device = args.device.open()?;
+    let vb = random_state_dict(&backbone, &decoder, 0)?.into_var_builder(args.dtype.0, &device);
+    let model = SpaceClip::new(vb, &backbone, &decoder)?;
+    Ok((DepthEstimator::from_model(model, device, args.dtype.0, args.preset.clone()), "random"))
+}
+
+/// min / median / p95 of a sample, in ms.
+fn stats(mut ms: Vec<f64>) -> [f64; 3] {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    [ms[0], at(0.5), at(0.95)]
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    anyhow::ensure!(args.iters > 0, "--iters must be at least 1");
+    anyhow::ensure!(args.batch.iter().all(|&b| b > 0), "--batch sizes must be at least 1");
+    let (estimator, weights) = load(&args)?;
+    let (w, h) = args.size;
+    // A textured synthetic frame: timing must not depend on content, but
+    // keep it realistic for the resizer.
+    let frame: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7 + i / (w * 3) * 13) % 251) as u8).collect();
+    let view = ImageView::packed(&frame, w, h, PixelFormat::Rgb8)?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+
+    let mut results = Vec::new();
+    for &batch in &args.batch {
+        let views = vec![view; batch];
+        for _ in 0..args.warmup {
+            estimator.estimate_batch(&views, (w, h))?;
+        }
+        let mut samples: Vec<StageTimings> = Vec::with_capacity(args.iters);
+        for _ in 0..args.iters {
+            samples.push(estimator.estimate_batch(&views, (w, h))?.1);
+        }
+        let ms = |f: fn(&StageTimings) -> Duration| {
+            stats(samples.iter().map(|t| f(t).as_secs_f64() * 1e3).collect())
+        };
+        let stages = [
+            ("preprocess", ms(|t| t.preprocess)),
+            ("encoder", ms(|t| t.encoder)),
+            ("decoder", ms(|t| t.decoder)),
+            ("resize", ms(|t| t.resize)),
+            ("total", ms(|t| t.total())),
+        ];
+        let fps = batch as f64 * 1e3 / stages[4].1[1];
+        results.push((batch, stages, fps));
+    }
+    let peak = peak_rss_mib();
+    let cfg = estimator.model().backbone_config();
+    if args.json {
+        let doc = serde_json::json!({
+            "device": args.device.to_string(),
+            "dtype": args.dtype.to_string(),
+            "threads": threads,
+            "weights": weights,
+            "backbone": {"hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers, "patch": cfg.patch_size, "image": cfg.image_size},
+            "size": [w, h],
+            "iters": args.iters,
+            "peak_host_memory_mib": peak,
+            "results": results.iter().map(|(batch, stages, fps)| serde_json::json!({
+                "batch": batch,
+                "frames_per_s": fps,
+                "stages_ms": stages.iter().map(|(name, [min, med, p95])| (name.to_string(), serde_json::json!({"min": min, "median": med, "p95": p95}))).collect::<serde_json::Map<_, _>>(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "clip_depth bench: {} weights, backbone hidden {} x {} layers, patch {}, input {}; {w}x{h} frames; device {}, dtype {}, {threads} threads; {} iterations after {} warm-up",
+        weights, cfg.hidden_size, cfg.num_hidden_layers, cfg.patch_size, cfg.image_size, args.device, args.dtype, args.iters, args.warmup
+    );
+    println!("{:>5} {:<11} {:>9} {:>9} {:>9}", "batch", "stage", "min ms", "median", "p95");
+    for (batch, stages, fps) in &results {
+        for (name, [min, med, p95]) in stages {
+            println!("{batch:>5} {name:<11} {min:>9.2} {med:>9.2} {p95:>9.2}");
+        }
+        println!("{batch:>5} {:<11} {fps:>9.2}", "frames/s");
+    }
+    if let Some(peak) = peak {
+        println!("peak host memory: {peak:.0} MiB");
+    }
+    Ok(ExitCode::SUCCESS)
+}

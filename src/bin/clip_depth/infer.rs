@@ -1,0 +1,123 @@
+//! `clip_depth infer`: one image in, a depth .npy (and a picture) out.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use clap::Args;
+
+use clip_depth_ros::colormap::{colorize, finite_range, ColourOrder};
+use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, ModelDType, ModelFiles, PixelFormat};
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Training YAML (decoder_channels, main_path_indices, max_depth, ...).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Checkpoint: train.py .pt/.pth or a .safetensors state dict.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Separate HF CLIP model.safetensors, for a decoder-only checkpoint.
+    #[arg(long)]
+    pub clip_weights: Option<PathBuf>,
+    /// HF config.json of the backbone (default: beside --clip-weights, else the preset of clip_model_name).
+    #[arg(long)]
+    pub clip_config: Option<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Model precision: f32, f16 or bf16 (output is always f32).
+    #[arg(long, default_value = "f32")]
+    pub dtype: ModelDType,
+}
+
+impl ModelArgs {
+    pub fn files(&self) -> ModelFiles {
+        ModelFiles {
+            config: self.config.clone(),
+            checkpoint: self.checkpoint.clone(),
+            clip_weights: self.clip_weights.clone(),
+            clip_config: self.clip_config.clone(),
+        }
+    }
+
+    pub fn load(&self) -> Result<DepthEstimator> {
+        Ok(DepthEstimator::load(&self.files(), self.device, self.dtype)?)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct InferArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Input image (PNG or JPEG).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output size WxH (default: the input's size).
+    #[arg(long, value_parser = parse_size)]
+    pub output_size: Option<(usize, usize)>,
+    /// Where to write the float32 (H, W) depth in metres.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Also write a coloured PNG of the depth (near = red, far = blue).
+    #[arg(long)]
+    pub colormap: Option<PathBuf>,
+}
+
+pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("size {s:?} is not WxH"))?;
+    let w: usize = w.trim().parse().map_err(|_| format!("width in {s:?} is not a number"))?;
+    let h: usize = h.trim().parse().map_err(|_| format!("height in {s:?} is not a number"))?;
+    if w == 0 || h == 0 || w > 16384 || h > 16384 {
+        return Err(format!("size {s:?} must be between 1x1 and 16384x16384"));
+    }
+    Ok((w, h))
+}
+
+/// Decodes an image file to packed RGB8.
+pub fn read_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("cannot open image {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read image {}", path.display()))?
+        .decode()
+        .with_context(|| format!("cannot decode image {}", path.display()))?
+        .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    Ok((img.into_raw(), w, h))
+}
+
+pub fn run(args: InferArgs) -> Result<ExitCode> {
+    // Check the cheap things before loading the model.
+    let (rgb, w, h) = read_rgb(&args.input)?;
+    let estimator = args.model.load()?;
+    let view = ImageView::packed(&rgb, w, h, PixelFormat::Rgb8)?;
+    let (depth, timings) = estimator.estimate(&view, args.output_size)?;
+
+    let tensor = Tensor::from_slice(&depth.data, (depth.height, depth.width), &Device::Cpu)?;
+    tensor
+        .write_npy(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let (lo, hi) = finite_range(&depth.data).unwrap_or((0.0, 0.0));
+    println!(
+        "depth {}x{} written to {} (range {lo:.3} .. {hi:.3} m; {:.1} ms: preprocess {:.1}, encoder {:.1}, decoder {:.1}, resize {:.1})",
+        depth.width,
+        depth.height,
+        args.output.display(),
+        timings.total().as_secs_f64() * 1e3,
+        timings.preprocess.as_secs_f64() * 1e3,
+        timings.encoder.as_secs_f64() * 1e3,
+        timings.decoder.as_secs_f64() * 1e3,
+        timings.resize.as_secs_f64() * 1e3,
+    );
+    if let Some(png) = &args.colormap {
+        let pixels = colorize(&depth.data, lo, hi, ColourOrder::Rgb);
+        image::save_buffer(png, &pixels, depth.width as u32, depth.height as u32, image::ExtendedColorType::Rgb8)
+            .with_context(|| format!("cannot write {}", png.display()))?;
+        println!("colormap written to {} (red = {lo:.3} m, blue = {hi:.3} m)", png.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,105 @@
+//! `clip_depth inspect`: what a weight file holds, what architecture it
+//! implies, and (given the configs) exactly what does not match.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use clip_depth_ros::config::{BackboneConfig, DecoderConfig};
+use clip_depth_ros::weights::{expected_tensors, infer_architecture, is_backbone, StateDict};
+use clip_depth_ros::ModelFiles;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Checkpoint (.pt/.pth/.safetensors) or any weight file.
+    checkpoint: PathBuf,
+    /// Separate HF CLIP weights to merge, as `infer` would.
+    #[arg(long)]
+    clip_weights: Option<PathBuf>,
+    /// Training YAML to check against (default: the architecture inferred from the tensors).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Backbone HF config.json to check against.
+    #[arg(long)]
+    clip_config: Option<PathBuf>,
+    /// List every tensor, not only the decoder's.
+    #[arg(long)]
+    all: bool,
+}
+
+pub fn run(args: InspectArgs) -> Result<ExitCode> {
+    let dict = StateDict::from_files(&args.checkpoint, args.clip_weights.as_deref())?;
+    let tensors: BTreeMap<_, _> = dict.tensors().iter().collect();
+    let backbone_count = tensors.keys().filter(|n| is_backbone(n)).count();
+    let params: usize = tensors.values().map(|t| t.elem_count()).sum();
+    println!(
+        "{} tensors ({} backbone, {} decoder), {:.2} M parameters; {} stored tensors ignored (BN counters, text tower, ...)",
+        tensors.len(),
+        backbone_count,
+        tensors.len() - backbone_count,
+        params as f64 / 1e6,
+        dict.ignored().len()
+    );
+    for (name, t) in &tensors {
+        if args.all || !is_backbone(name) {
+            println!("  {name:<70} {:?} {:?}", t.dims(), t.dtype());
+        }
+    }
+
+    let inferred = infer_architecture(&dict);
+    match &inferred.backbone {
+        Some(b) => println!(
+            "backbone (inferred): {:?}, hidden {}, {} layers, MLP {}, patch {}, image {} (heads not stored: assumed {})",
+            b.kind, b.hidden_size, b.num_hidden_layers, b.intermediate_size, b.patch_size, b.image_size, b.num_attention_heads
+        ),
+        None => println!("backbone: not in this file (give --clip-weights)"),
+    }
+    match &inferred.decoder {
+        Some(d) => println!(
+            "decoder (inferred): channels {:?}, FiLM {} (hidden {}), structural pathway {}, aux heads {}",
+            d.decoder_channels, d.use_film, d.film_param_hidden_dim, d.use_structural_pathway, d.use_multiscale_supervision
+        ),
+        None => println!("decoder: not in this file"),
+    }
+
+    let decoder = match &args.config {
+        Some(path) => Some(DecoderConfig::from_yaml_file(path)?),
+        None => inferred.decoder.clone(),
+    };
+    let backbone = match (&args.clip_config, &decoder) {
+        (Some(path), _) => Some(BackboneConfig::from_json_file(path)?),
+        (None, Some(d)) if args.config.is_some() => {
+            let files = ModelFiles { config: args.config.clone().unwrap_or_default(), clip_weights: args.clip_weights.clone(), ..Default::default() };
+            Some(files.backbone_config(d)?)
+        }
+        _ => inferred.backbone.clone(),
+    };
+    let (Some(backbone), Some(decoder)) = (backbone, decoder) else {
+        println!("check: skipped (need both a backbone and a decoder)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    if let Err(message) = decoder.check_taps(backbone.num_hidden_layers) {
+        println!("check: the config does not fit the backbone: {message}");
+        return Ok(ExitCode::from(1));
+    }
+    let expected = expected_tensors(&backbone, &decoder, &dict.names())?;
+    let report = dict.mismatches(&expected);
+    if report.is_empty() {
+        println!("check: all {} tensors the model needs are present with the right shapes", expected.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("check: MISMATCH");
+    for e in &report.missing {
+        println!("  missing     {:<64} {:?}", e.name, e.shape.dims());
+    }
+    for (name, want, got) in &report.wrong_shape {
+        println!("  wrong shape {name:<64} expected {:?}, found {:?}", want.dims(), got.dims());
+    }
+    for (name, shape) in &report.unexpected {
+        println!("  unexpected  {name:<64} {:?}", shape.dims());
+    }
+    Ok(ExitCode::from(1))
+}

@@ -1,0 +1,53 @@
+//! `clip_depth`: SPACE-CLIP metric depth from the command line (no ROS).
+//! Every failure ends with one line on stderr and exit code 2.
+
+mod bench;
+mod infer;
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "clip_depth", version, about = "Metric depth from one image with SPACE-CLIP (candle)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Estimate depth for one image; writes a float32 (H, W) .npy in metres.
+    Infer(infer::InferArgs),
+    /// Time each stage (preprocess, encoder, decoder, resize) per batch size.
+    Bench(bench::BenchArgs),
+    /// List a checkpoint's tensors, infer its architecture, report mismatches.
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    // A bug must still end in one readable line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        eprintln!("clip_depth: internal error: {}", msg.replace('\n', " "));
+    }));
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Infer(args) => infer::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("clip_depth: error: {}", format!("{err:#}").replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The library's front door: load a SPACE-CLIP model from its files, turn
+//! camera frames into metric depth maps of any size, timed per stage.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::{BackboneConfig, DecoderConfig};
+use crate::device::{DeviceSpec, ModelDType};
+use crate::error::{Error, Result};
+use crate::image_view::ImageView;
+use crate::model::SpaceClip;
+use crate::preprocess::Preprocessor;
+use crate::weights::{expected_tensors, StateDict};
+
+/// The files a model is made of.
+#[derive(Debug, Clone, Default)]
+pub struct ModelFiles {
+    /// Training YAML (decoder settings, depth range, backbone name).
+    pub config: PathBuf,
+    /// `.pt`/`.pth` training checkpoint or `.safetensors` state dict.
+    pub checkpoint: PathBuf,
+    /// Separate HF CLIP weights, when the checkpoint holds only the decoder.
+    pub clip_weights: Option<PathBuf>,
+    /// HF `config.json` of the backbone; else the one beside `clip_weights`,
+    /// else the preset named by `clip_model_name`.
+    pub clip_config: Option<PathBuf>,
+}
+
+impl ModelFiles {
+    /// Decides the backbone's architecture (see [`ModelFiles::clip_config`]).
+    pub fn backbone_config(&self, decoder: &DecoderConfig) -> Result<BackboneConfig> {
+        if let Some(path) = &self.clip_config {
+            return BackboneConfig::from_json_file(path);
+        }
+        if let Some(beside) = self.clip_weights.as_deref().and_then(Path::parent).map(|d| d.join("config.json")) {
+            if beside.is_file() {
+                return BackboneConfig::from_json_file(&beside);
+            }
+        }
+        BackboneConfig::from_preset(&decoder.clip_model_name).ok_or_else(|| Error::Config {
+            path: self.config.clone(),
+            message: format!(
+                "clip_model_name {:?} is not a known preset ({}); give the backbone's HF config.json",
+                decoder.clip_model_name,
+                BackboneConfig::PRESETS.join(", ")
+            ),
+        })
+    }
+}
+
+/// Time spent in each stage of one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimings {
+    pub preprocess: Duration,
+    pub encoder: Duration,
+    pub decoder: Duration,
+    /// Resize to the output size, clamp, copy back to the host.
+    pub resize: Duration,
+}
+
+impl StageTimings {
+    pub fn total(&self) -> Duration {
+        self.preprocess + self.encoder + self.decoder + self.resize
+    }
+}
+
+/// A row-major depth map in metres (Z along the optical axis).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepthMap {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+pub struct DepthEstimator {
+    model: SpaceClip,
+    preprocessor: Preprocessor,
+    device: Device,
+    dtype: DType,
+    name: String,
+}
+
+impl DepthEstimator {
+    /// Reads the configs and weights, checks the weights strictly against
+    /// the architecture, and builds the model on `device` in `dtype`.
+    pub fn load(files: &ModelFiles, device: DeviceSpec, dtype: ModelDType) -> Result<Self> {
+        let decoder_cfg = DecoderConfig::from_yaml_file(&files.config)?;
+        let backbone_cfg = files.backbone_config(&decoder_cfg)?;
+        decoder_cfg
+            .check_taps(backbone_cfg.num_hidden_layers)
+            .map_err(|message| Error::Config { path: files.config.clone(), message })?;
+        let device = device.open()?;
+        let state = StateDict::from_files(&files.checkpoint, files.clip_weights.as_deref())?;
+        let expected = expected_tensors(&backbone_cfg, &decoder_cfg, &state.names())?;
+        state.check(&expected)?;
+        let vb = state.into_var_builder(dtype.0, &device);
+        let model = SpaceClip::new(vb, &backbone_cfg, &decoder_cfg)?;
+        Ok(Self::from_model(model, device, dtype.0, decoder_cfg.clip_model_name.clone()))
+    }
+
+    /// Wraps an already built model (its weights must be on `device`).
+    pub fn from_model(model: SpaceClip, device: Device, dtype: DType, name: String) -> Self {
+        let preprocessor = Preprocessor::for_backbone(model.backbone_config());
+        Self { model, preprocessor, device, dtype, name }
+    }
+
+    pub fn model(&self) -> &SpaceClip {
+        &self.model
+    }
+
+    /// The backbone name from the training config.
+    pub fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The clamp range of the output, from the training config.
+    pub fn depth_range(&self) -> (f32, f32) {
+        let cfg = self.model.decoder_config();
+        (cfg.min_depth as f32, cfg.max_depth as f32)
+    }
+
+    pub fn input_size(&self) -> usize {
+        self.preprocessor.size()
+    }
+
+    /// The normalised input batch (B, 3, S, S) in f32 on the CPU.
+    pub fn preprocess(&self, images: &[ImageView<'_>]) -> Result<Tensor> {
+        if images.is_empty() {
+            return Err(Error::InvalidImage("empty batch".into()));
+        }
+        let s = self.preprocessor.size();
+        let mut planes = Vec::with_capacity(images.len() * 3 * s * s);
+        for image in images {
+            self.preprocessor.process_into(image, &mut planes)?;
+        }
+        Ok(Tensor::from_vec(planes, (images.len(), 3, s, s), &Device::Cpu)?)
+    }
+
+    /// Depth for one frame at `width` x `height` (the frame's own size when
+    /// `None`), clamped to the configured depth range.
+    pub fn estimate(&self, image: &ImageView<'_>, size: Option<(usize, usize)>) -> Result<(DepthMap, StageTimings)> {
+        let size = size.unwrap_or((image.width(), image.height()));
+        let (mut maps, timings) = self.estimate_batch(std::slice::from_ref(image), size)?;
+        Ok((maps.remove(0), timings))
+    }
+
+    /// Depth for a batch of frames in one forward pass, all at one output size.
+    pub fn estimate_batch(&self, images: &[ImageView<'_>], size: (usize, usize)) -> Result<(Vec<DepthMap>, StageTimings)> {
+        let (width, height) = size;
+        if width == 0 || height == 0 {
+            return Err(Error::InvalidImage(format!("output size {width}x{height} is empty")));
+        }
+        let mut timings = StageTimings::default();
+        let t = Instant::now();
+        let pixels = self.preprocess(images)?.to_device(&self.device)?.to_dtype(self.dtype)?;
+        self.sync()?;
+        timings.preprocess = t.elapsed();
+
+        let t = Instant::now();
+        let encoded = self.model.encode(&pixels)?;
+        self.sync()?;
+        timings.encoder = t.elapsed();
+
+        let t = Instant::now();
+        let depth = self.model.decode(&encoded)?;
+        self.sync()?;
+        timings.decoder = t.elapsed();
+
+        let t = Instant::now();
+        let (min_d, max_d) = self.depth_range();
+        let depth = depth
+            .to_dtype(DType::F32)?
+            .upsample_bilinear2d(height, width, false)?
+            .clamp(min_d, max_d)?
+            .to_device(&Device::Cpu)?;
+        let data = depth.flatten_all()?.to_vec1::<f32>()?;
+        timings.resize = t.elapsed();
+
+        let per = width * height;
+        let maps = data
+            .chunks_exact(per)
+            .map(|chunk| DepthMap { width, height, data: chunk.to_vec() })
+            .collect();
+        Ok((maps, timings))
+    }
+
+    fn sync(&self) -> Result<()> {
+        if !self.device.is_cpu() {
+            self.device.synchronize()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! SPACE-CLIP monocular metric depth with candle, plus the pure geometry a
+//! ROS depth node needs. Nothing in this library depends on ROS.
+
+pub mod colormap;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod estimator;
+pub mod geometry;
+pub mod image_view;
+pub mod model;
+pub mod pil_resize;
+pub mod preprocess;
+pub mod weights;
+pub mod ros_image;
+
+pub use error::{Error, Result};
+pub use image_view::{ImageView, PixelFormat};
+pub use device::{DeviceSpec, ModelDType};
+pub use estimator::{DepthEstimator, DepthMap, ModelFiles, StageTimings};

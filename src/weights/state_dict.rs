@@ -1,0 +1,171 @@
+//! One SPACE-CLIP state dict under canonical names, merged from a checkpoint
+//! and an optional separate CLIP file, and its strict check against what
+//! the model needs.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::VarBuilder;
+
+use super::expected::ExpectedTensor;
+use super::file::{read_tensor_file, TensorFile};
+use super::names::{canonical_name, NameClass};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Default)]
+pub struct StateDict {
+    tensors: HashMap<String, Tensor>,
+    /// Stored names that inference never reads (BN counters, text tower, ...).
+    ignored: Vec<String>,
+}
+
+impl StateDict {
+    /// Reads the checkpoint and, when given, a separate CLIP weight file.
+    pub fn from_files(checkpoint: &Path, clip_weights: Option<&Path>) -> Result<Self> {
+        let mut files = vec![read_tensor_file(checkpoint)?];
+        if let Some(clip) = clip_weights {
+            files.push(read_tensor_file(clip)?);
+        }
+        Self::from_tensor_files(files)
+    }
+
+    /// Merges files; a tensor found twice (two spellings in one file, or in
+    /// both files) is refused rather than silently picked.
+    pub fn from_tensor_files(files: Vec<TensorFile>) -> Result<Self> {
+        let mut dict = StateDict::default();
+        let mut origin: HashMap<String, (std::path::PathBuf, String)> = HashMap::new();
+        for file in files {
+            for (stored, tensor) in file.tensors {
+                match canonical_name(&stored) {
+                    NameClass::Ignored => dict.ignored.push(stored),
+                    NameClass::Model(name) => {
+                        if let Some((path, first)) = origin.get(&name) {
+                            let message = if *path == file.path {
+                                format!("{first:?} and {stored:?} are the same tensor {name:?}")
+                            } else {
+                                format!(
+                                    "{name:?} is in both {} and {}: the checkpoint already has the backbone, \
+                                     so no separate CLIP weights are needed",
+                                    path.display(),
+                                    file.path.display()
+                                )
+                            };
+                            return Err(Error::Weights { path: file.path.clone(), message });
+                        }
+                        origin.insert(name.clone(), (file.path.clone(), stored));
+                        dict.tensors.insert(name, tensor);
+                    }
+                }
+            }
+        }
+        dict.ignored.sort();
+        Ok(dict)
+    }
+
+    pub fn names(&self) -> HashSet<String> {
+        self.tensors.keys().cloned().collect()
+    }
+
+    pub fn tensors(&self) -> &HashMap<String, Tensor> {
+        &self.tensors
+    }
+
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
+    }
+
+    /// Compares with what the model needs; `Ok` only for an exact match.
+    pub fn mismatches(&self, expected: &[ExpectedTensor]) -> MismatchReport {
+        let mut report = MismatchReport::default();
+        let mut wanted = HashSet::with_capacity(expected.len());
+        for e in expected {
+            wanted.insert(e.name.as_str());
+            match self.tensors.get(&e.name) {
+                None => report.missing.push(e.clone()),
+                Some(t) if t.shape() != &e.shape => {
+                    report.wrong_shape.push((e.name.clone(), e.shape.clone(), t.shape().clone()))
+                }
+                Some(_) => {}
+            }
+        }
+        report.unexpected = self
+            .tensors
+            .iter()
+            .filter(|(name, _)| !wanted.contains(name.as_str()))
+            .map(|(name, t)| (name.clone(), t.shape().clone()))
+            .collect();
+        report.unexpected.sort_by(|a, b| a.0.cmp(&b.0));
+        report
+    }
+
+    pub fn check(&self, expected: &[ExpectedTensor]) -> Result<()> {
+        let report = self.mismatches(expected);
+        if report.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::WeightMismatch(report.to_string()))
+        }
+    }
+
+    /// Hands the tensors to the model builder, cast to `dtype` on `device`
+    /// as each is read.
+    pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_tensors(self.tensors, dtype, device)
+    }
+}
+
+/// Everything that keeps a state dict from matching the model.
+#[derive(Debug, Default, Clone)]
+pub struct MismatchReport {
+    pub missing: Vec<ExpectedTensor>,
+    pub unexpected: Vec<(String, Shape)>,
+    /// (name, expected, found)
+    pub wrong_shape: Vec<(String, Shape, Shape)>,
+}
+
+impl MismatchReport {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.wrong_shape.is_empty()
+    }
+}
+
+/// How many names a one-line message lists before "and N more".
+const LISTED: usize = 3;
+
+fn list<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
+    let mut s = items.iter().take(LISTED).map(show).collect::<Vec<_>>().join(", ");
+    if items.len() > LISTED {
+        s.push_str(&format!(" and {} more", items.len() - LISTED));
+    }
+    s
+}
+
+impl fmt::Display for MismatchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if !self.missing.is_empty() {
+            parts.push(format!(
+                "{} missing ({})",
+                self.missing.len(),
+                list(&self.missing, |e| e.name.clone())
+            ));
+        }
+        if !self.wrong_shape.is_empty() {
+            parts.push(format!(
+                "{} with the wrong shape ({})",
+                self.wrong_shape.len(),
+                list(&self.wrong_shape, |(n, want, got)| format!("{n}: expected {want:?}, found {got:?}"))
+            ));
+        }
+        if !self.unexpected.is_empty() {
+            parts.push(format!(
+                "{} unexpected ({})",
+                self.unexpected.len(),
+                list(&self.unexpected, |(n, _)| n.clone())
+            ));
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
