@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::{BackboneConfig, DecoderConfig};
+use crate::config::{BackboneConfig, BackboneKind, DecoderConfig};
 use crate::device::{DeviceSpec, ModelDType};
 use crate::error::{Error, Result};
 use crate::image_view::ImageView;
@@ -29,8 +29,30 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    /// Decides the backbone's architecture (see [`ModelFiles::clip_config`]).
+    /// Decides the backbone's architecture (see [`ModelFiles::clip_config`]),
+    /// then applies the training config's backbone type and normalisation.
     pub fn backbone_config(&self, decoder: &DecoderConfig) -> Result<BackboneConfig> {
+        let mut cfg = self.backbone_architecture(decoder)?;
+        let wants = if decoder.wants_siglip() { BackboneKind::Siglip } else { BackboneKind::Clip };
+        if cfg.kind != wants {
+            return Err(Error::Config {
+                path: self.config.clone(),
+                message: format!(
+                    "the config asks for a {wants:?} backbone (vision_backbone_type {:?}, clip_model_name {:?}) but the backbone config describes {:?}",
+                    decoder.vision_backbone_type, decoder.clip_model_name, cfg.kind
+                ),
+            });
+        }
+        if let Some(mean) = decoder.vision_image_mean {
+            cfg.image_mean = mean;
+        }
+        if let Some(std) = decoder.vision_image_std {
+            cfg.image_std = std;
+        }
+        Ok(cfg)
+    }
+
+    fn backbone_architecture(&self, decoder: &DecoderConfig) -> Result<BackboneConfig> {
         if let Some(path) = &self.clip_config {
             return BackboneConfig::from_json_file(path);
         }

@@ -40,6 +40,18 @@ pub struct DecoderConfig {
     pub max_depth: f64,
     #[serde(default = "default_min_depth")]
     pub min_depth: f64,
+    /// `auto` (SigLIP when `clip_model_name` contains "siglip"), `clip` or `siglip`.
+    #[serde(default = "default_backbone_type")]
+    pub vision_backbone_type: String,
+    /// Input normalisation overriding the backbone's (RGB order).
+    #[serde(default)]
+    pub vision_image_mean: Option<[f32; 3]>,
+    #[serde(default)]
+    pub vision_image_std: Option<[f32; 3]>,
+    /// Feeding full-size images to the backbone is a training option this
+    /// inference path does not implement; refused rather than ignored.
+    #[serde(default)]
+    pub use_image_orig_for_clip: bool,
 }
 
 fn default_clip_model_name() -> String {
@@ -56,6 +68,9 @@ fn default_structural_path_indices() -> Vec<usize> {
 }
 fn default_film_hidden() -> usize {
     256
+}
+fn default_backbone_type() -> String {
+    "auto".into()
 }
 fn default_true() -> bool {
     true
@@ -81,6 +96,10 @@ impl Default for DecoderConfig {
             decoder_dropout: 0.0,
             max_depth: default_max_depth(),
             min_depth: default_min_depth(),
+            vision_backbone_type: default_backbone_type(),
+            vision_image_mean: None,
+            vision_image_std: None,
+            use_image_orig_for_clip: false,
         }
     }
 }
@@ -128,7 +147,30 @@ impl DecoderConfig {
         self.use_structural_pathway && i + 1 < self.num_stages()
     }
 
+    /// Whether the config asks for a SigLIP backbone (`None` = CLIP).
+    pub fn wants_siglip(&self) -> bool {
+        match self.vision_backbone_type.as_str() {
+            "siglip" => true,
+            "clip" => false,
+            _ => self.clip_model_name.to_ascii_lowercase().contains("siglip"),
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
+        if !matches!(self.vision_backbone_type.as_str(), "auto" | "clip" | "siglip") {
+            return Err(format!(
+                "vision_backbone_type must be auto, clip or siglip, got {:?}",
+                self.vision_backbone_type
+            ));
+        }
+        if self.use_image_orig_for_clip {
+            return Err("use_image_orig_for_clip: true is not supported (the backbone takes the 224x224 resize)".into());
+        }
+        if let Some(std) = self.vision_image_std {
+            if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return Err(format!("vision_image_std must be positive, got {std:?}"));
+            }
+        }
         let n = self.decoder_channels.len();
         if n == 0 {
             return Err("decoder_channels is empty".into());
@@ -220,6 +262,18 @@ mod tests {
         let err = DecoderConfig::from_yaml_str("decoder_channels: fast\n").unwrap_err();
         assert!(err.contains("decoder_channels"), "{err}");
         assert!(DecoderConfig::from_yaml_str("- a\n- b\n").is_err());
+    }
+
+    #[test]
+    fn backbone_type_and_normalisation_keys() {
+        let cfg = DecoderConfig::from_yaml_str("clip_model_name: google/SigLIP-base-patch16-224\n").unwrap();
+        assert!(cfg.wants_siglip());
+        let cfg = DecoderConfig::from_yaml_str("clip_model_name: my-siglip\nvision_backbone_type: clip\nvision_image_mean: [0.5, 0.5, 0.5]\n").unwrap();
+        assert!(!cfg.wants_siglip());
+        assert_eq!(cfg.vision_image_mean, Some([0.5; 3]));
+        assert!(DecoderConfig::from_yaml_str("vision_backbone_type: resnet\n").unwrap_err().contains("vision_backbone_type"));
+        assert!(DecoderConfig::from_yaml_str("use_image_orig_for_clip: true\n").unwrap_err().contains("use_image_orig_for_clip"));
+        assert!(DecoderConfig::from_yaml_str("vision_image_std: [0.5, 0, 0.5]\n").unwrap_err().contains("vision_image_std"));
     }
 
     #[test]

@@ -39,6 +39,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, SiglipVisionCo
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 EPOCH = 3
+PIL_MAJOR = int(Image.__version__.split(".")[0])
 NUM_BATCHES_TRACKED = 1251  # 3 epochs x 417 iterations
 
 DECODER_CFG = {
@@ -673,12 +674,12 @@ def check_pil_restatement(imgs) -> None:
     rng = np.random.default_rng(5)
     cases = [(im, 224, 224) for im in imgs]
     for (w, h), (ow, oh) in (((1280, 720), (224, 224)), ((100, 80), (224, 224)), ((333, 201), (224, 224)),
-                             ((640, 480), (704, 352))):
+                             ((640, 480), (704, 352)), ((200, 480), (224, 224)), ((182, 279), (59, 35))):
         arr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
         cases.append((Image.fromarray(arr, "RGB"), ow, oh))
     for im, ow, oh in cases:
         exp = np.asarray(im.resize((ow, oh), Image.BICUBIC))
-        got = ref.pil_bicubic_resize(np.asarray(im), ow, oh)
+        got = ref.pil_bicubic_resize(np.asarray(im), ow, oh, pillow13_order=PIL_MAJOR >= 13)
         assert np.array_equal(exp, got), f"PIL bicubic restatement differs for {im.size} -> {(ow, oh)}"
     print("PIL bicubic restatement: bit-exact")
 

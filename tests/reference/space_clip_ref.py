@@ -1,7 +1,7 @@
 """Independent PyTorch reference implementation of SPACE-CLIP (inference).
 
-Built from the project's model specification (shared/spec/space-clip.md) and
-checked against the behaviour of the authors' public release. The module
+Built from the project's model specification (the SPACE-CLIP paper and
+the authors' public release, whose behaviour it reproduces). The module
 names of the decoder reproduce the official checkpoint key names exactly, so
 a ``state_dict`` of :class:`SpaceClipRef` is interchangeable with an official
 ``checkpoint["model"]`` (after the key normalisation done by
@@ -158,30 +158,48 @@ def _pil_fixed_point_weights(in_size: int, out_size: int, precision_bits: int = 
     return np.where(w < 0, np.trunc(w * one - 0.5), np.trunc(w * one + 0.5)).astype(np.int64)
 
 
-def pil_bicubic_resize(rgb: np.ndarray, width: int, height: int, precision_bits: int = 22) -> np.ndarray:
+def pil_bicubic_resize(
+    rgb: np.ndarray, width: int, height: int, pillow13_order: bool = True, precision_bits: int = 22
+) -> np.ndarray:
     """Bit-exact numpy restatement of ``PIL.Image.resize(.., BICUBIC)`` for
     8-bit RGB (documents what a port must reproduce):
 
-    separable, horizontal pass first, each pass with fixed-point weights
-    (22 fractional bits, rounded half away from zero), accumulator started
-    at 2**21, arithmetic shift right by 22, clamp to [0, 255]; the
-    intermediate image is stored as uint8. Weights: Keys cubic a = -0.5,
-    support 2 * max(in/out, 1), centre (o + 0.5) * in/out, taps
-    [int(c - s + 0.5), int(c + s + 0.5)) clipped to the image, normalised to
-    sum 1. Output size equal to the input size returns the input unchanged.
+    - separable, two passes; each pass uses fixed-point weights (22
+      fractional bits, rounded half away from zero), an accumulator started
+      at 2**21, an arithmetic shift right by 22 and a clamp to [0, 255]; the
+      intermediate image is stored as uint8;
+    - weights: Keys cubic with a = -0.5, support 2 * max(in/out, 1) (so
+      antialiased when shrinking), centre (o + 0.5) * in/out, taps
+      [int(c - s + 0.5), int(c + s + 0.5)) clipped to the image, tap value
+      filter((i - c + 0.5) / max(in/out, 1)), normalised to sum 1;
+    - pass order: Pillow <= 12 always runs the horizontal pass first.
+      Pillow 13 runs the vertical pass first when
+      ``in_h - out_h > 0 and in_h - out_h > 2 * (in_w - out_w)`` (pixel
+      differences). For landscape frames squashed to 224x224 (e.g. 640x480,
+      1242x375) both give horizontal first;
+    - output size equal to the input size returns the input unchanged.
     """
     src = np.asarray(rgb, dtype=np.uint8)
     h, w = src.shape[:2]
     if (w, h) == (width, height):
         return src.copy()
     half = 1 << (precision_bits - 1)
+
+    def horizontal(x: np.ndarray) -> np.ndarray:
+        if w == width:
+            return x
+        k = _pil_fixed_point_weights(w, width, precision_bits)
+        return np.clip((np.einsum("ow,hwc->hoc", k, x) + half) >> precision_bits, 0, 255)
+
+    def vertical(x: np.ndarray) -> np.ndarray:
+        if h == height:
+            return x
+        k = _pil_fixed_point_weights(h, height, precision_bits)
+        return np.clip((np.einsum("oh,hwc->owc", k, x) + half) >> precision_bits, 0, 255)
+
     x = src.astype(np.int64)
-    if w != width:
-        kx = _pil_fixed_point_weights(w, width, precision_bits)
-        x = np.clip((np.einsum("ow,hwc->hoc", kx, x) + half) >> precision_bits, 0, 255)
-    if h != height:
-        ky = _pil_fixed_point_weights(h, height, precision_bits)
-        x = np.clip((np.einsum("oh,hwc->owc", ky, x) + half) >> precision_bits, 0, 255)
+    vertical_first = pillow13_order and (h - height) > 0 and (h - height) > 2 * (w - width)
+    x = horizontal(vertical(x)) if vertical_first else vertical(horizontal(x))
     return x.astype(np.uint8)
 
 

@@ -1,1 +1,193 @@
-fn main() {}
+//! `clip_depth_node`: camera images in, SPACE-CLIP metric depth, camera_info
+//! and point clouds out (r2r + tokio). Start-up problems (bad parameter,
+//! missing or bad weights) end the process with exit code 2 and one line;
+//! bad frames at run time are skipped and the node carries on.
+
+mod camera_sync;
+mod frame_slot;
+mod messages;
+mod params;
+mod throttle;
+mod worker;
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use r2r::clip_depth_msgs::msg::DepthStats;
+use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image, PointCloud2};
+
+use clip_depth_ros::DepthEstimator;
+
+use frame_slot::{Payload, Shared};
+use params::NodeParams;
+use worker::{Outputs, Worker};
+
+const NODE_NAME: &str = "clip_depth";
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        eprintln!("clip_depth_node: internal error: {}", msg.replace('\n', " "));
+    }));
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("clip_depth_node: error: {}", msg.replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let ctx = r2r::Context::create().map_err(|e| format!("cannot initialise ROS 2: {e}"))?;
+    let mut node = r2r::Node::create(ctx, NODE_NAME, "").map_err(|e| format!("cannot create the node: {e}"))?;
+    let logger = node.logger().to_string();
+
+    let params = Arc::new(Mutex::new(NodeParams::default()));
+    let (param_handler, _param_events) = node
+        .make_derived_parameter_handler(params.clone())
+        .map_err(|e| format!("bad parameter: {e}"))?;
+    warn_unknown_parameters(&node, &logger);
+    let settings = params.lock().map_err(|_| "parameter lock poisoned".to_string())?.validate()?;
+
+    let t = Instant::now();
+    let estimator = DepthEstimator::load(&settings.files, settings.device, settings.dtype)
+        .map_err(|e| format!("cannot load the model (parameters model_config/checkpoint/clip_weights/clip_config/device/dtype): {e}"))?;
+    r2r::log_info!(
+        &logger,
+        "model {} loaded in {:.1} s on {} ({}); depth range {:?} m",
+        estimator.model_name(),
+        t.elapsed().as_secs_f64(),
+        settings.device,
+        settings.dtype,
+        estimator.depth_range()
+    );
+
+    let shared = Arc::new(Shared::new());
+    let in_qos = settings.input_qos.clone();
+    let out_qos = settings.output_qos.clone();
+    let err = |what: &'static str| move |e: r2r::Error| format!("cannot create {what}: {e}");
+
+    let images: std::pin::Pin<Box<dyn futures::Stream<Item = Payload> + Send>> = if settings.compressed {
+        Box::pin(node.subscribe::<CompressedImage>("image/compressed", in_qos.clone()).map_err(err("image/compressed subscription"))?.map(Payload::Compressed))
+    } else {
+        Box::pin(node.subscribe::<Image>("image", in_qos.clone()).map_err(err("image subscription"))?.map(Payload::Raw))
+    };
+    let infos = node.subscribe::<CameraInfo>("camera_info", in_qos).map_err(err("camera_info subscription"))?;
+    let outputs = Outputs {
+        depth: node.create_publisher::<Image>("depth/image", out_qos.clone()).map_err(err("depth/image publisher"))?,
+        depth_info: node.create_publisher::<CameraInfo>("depth/camera_info", out_qos.clone()).map_err(err("depth/camera_info publisher"))?,
+        cloud: if settings.publish_cloud {
+            Some(node.create_publisher::<PointCloud2>("points", out_qos.clone()).map_err(err("points publisher"))?)
+        } else {
+            None
+        },
+        colormap: if settings.publish_colormap {
+            Some(node.create_publisher::<Image>("depth/colormap", out_qos.clone()).map_err(err("depth/colormap publisher"))?)
+        } else {
+            None
+        },
+        stats: node.create_publisher::<DepthStats>("~/stats", out_qos).map_err(err("~/stats publisher"))?,
+    };
+
+    let worker = Worker::new(shared.clone(), estimator, settings.clone(), outputs, logger.clone());
+    r2r::log_info!(
+        &logger,
+        "listening on {} + camera_info; publishing depth/image ({}), depth/camera_info{}{}, ~/stats; ranges {:?} m",
+        if settings.compressed { "image/compressed" } else { "image" },
+        settings.depth_encoding.ros_encoding(),
+        if settings.publish_cloud { format!(", points (decimation {})", settings.cloud_decimation) } else { String::new() },
+        if settings.publish_colormap { ", depth/colormap" } else { "" },
+        (worker.range().min, worker.range().max),
+    );
+    let worker_thread = std::thread::Builder::new()
+        .name("inference".into())
+        .spawn(move || worker.run())
+        .map_err(|e| format!("cannot start the inference thread: {e}"))?;
+
+    // ROS executor: its own thread, draining rcl into the streams.
+    let spin_shared = shared.clone();
+    let spin_thread = std::thread::Builder::new()
+        .name("ros-spin".into())
+        .spawn(move || {
+            while !spin_shared.shutting_down() {
+                node.spin_once(Duration::from_millis(20));
+            }
+        })
+        .map_err(|e| format!("cannot start the ROS thread: {e}"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start tokio: {e}"))?;
+    runtime.block_on(async {
+        tokio::spawn(param_handler);
+        let s = shared.clone();
+        tokio::spawn(async move {
+            let mut images = images;
+            while let Some(payload) = images.next().await {
+                s.put_frame(payload);
+            }
+        });
+        let s = shared.clone();
+        tokio::spawn(async move {
+            let mut infos = infos;
+            while let Some(info) = infos.next().await {
+                s.put_camera_info(info);
+            }
+        });
+        wait_for_signal().await;
+    });
+
+    r2r::log_info!(&logger, "shutting down");
+    shared.shut_down();
+    // The inference thread may be mid-forward pass (seconds on a CPU with a
+    // big backbone): give it a moment, then leave without it.
+    let deadline = Instant::now() + Duration::from_millis(600);
+    while !(worker_thread.is_finished() && spin_thread.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// A typo in `-p name:=value` would otherwise be silently ignored.
+fn warn_unknown_parameters(node: &r2r::Node, logger: &str) {
+    let known: Vec<String> = {
+        let defaults = NodeParams::default();
+        let mut names = Vec::new();
+        let mut probe = defaults;
+        for name in node.params.lock().map(|p| p.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+            if r2r::RosParams::get_parameter(&mut probe, &name).is_ok() || name == "use_sim_time" {
+                names.push(name);
+            } else {
+                r2r::log_warn!(logger, "unknown parameter {name:?} is ignored");
+            }
+        }
+        names
+    };
+    let _ = known;
+}

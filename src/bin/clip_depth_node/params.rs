@@ -1,0 +1,202 @@
+//! The node's ROS parameters (set from YAML or `-p`), and their validation
+//! into settings the node can trust. Every check names its parameter.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2r::{QosProfile, RosParams};
+
+use clip_depth_ros::geometry::DepthEncoding;
+use clip_depth_ros::{DeviceSpec, ModelDType, ModelFiles};
+
+#[derive(RosParams, Debug, Clone)]
+pub struct NodeParams {
+    /// SPACE-CLIP training YAML (decoder settings, depth range, backbone name)
+    pub model_config: String,
+    /// Checkpoint: train.py .pt/.pth or a .safetensors state dict
+    pub checkpoint: String,
+    /// Separate HF CLIP model.safetensors for a decoder-only checkpoint ("" = none)
+    pub clip_weights: String,
+    /// Backbone HF config.json ("" = beside clip_weights, else the preset of clip_model_name)
+    pub clip_config: String,
+    /// cpu, cuda or cuda:N
+    pub device: String,
+    /// Model precision: f32, f16 or bf16
+    pub dtype: String,
+    /// raw (subscribe image) or compressed (subscribe image/compressed)
+    pub image_transport: String,
+    /// Depth image width in pixels (0 = the camera's)
+    pub output_width: i64,
+    /// Depth image height in pixels (0 = the camera's)
+    pub output_height: i64,
+    /// 32FC1 (metres) or 16UC1 (millimetres)
+    pub depth_encoding: String,
+    /// Nearer than this [m]: -Inf in the depth image, NaN in the cloud (0 = the model's min_depth)
+    pub min_range: f64,
+    /// Farther than this [m]: +Inf in the depth image, NaN in the cloud (0 = the model's max_depth)
+    pub max_range: f64,
+    /// Publish the organised point cloud on points
+    pub publish_cloud: bool,
+    /// Keep every n-th pixel in both directions in the cloud (1 = all)
+    pub cloud_decimation: i64,
+    /// Add a packed rgb field to the cloud (point_step 32)
+    pub cloud_rgb: bool,
+    /// Publish a bgr8 picture of the depth on depth/colormap
+    pub publish_colormap: bool,
+    /// How long to wait for the camera_info with the image's exact stamp [s]
+    pub camera_info_sync_window: f64,
+    /// After the window, pair with the newest camera_info (else skip the cloud)
+    pub use_latest_camera_info: bool,
+    /// Input QoS reliability: best_effort (sensor data) or reliable
+    pub input_reliability: String,
+    /// Input QoS history depth
+    pub input_depth: i64,
+    /// Output QoS reliability: reliable or best_effort
+    pub output_reliability: String,
+    /// Output QoS history depth
+    pub output_depth: i64,
+}
+
+impl Default for NodeParams {
+    fn default() -> Self {
+        Self {
+            model_config: String::new(),
+            checkpoint: String::new(),
+            clip_weights: String::new(),
+            clip_config: String::new(),
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            image_transport: "raw".into(),
+            output_width: 0,
+            output_height: 0,
+            depth_encoding: "32FC1".into(),
+            min_range: 0.0,
+            max_range: 0.0,
+            publish_cloud: true,
+            cloud_decimation: 1,
+            cloud_rgb: false,
+            publish_colormap: false,
+            camera_info_sync_window: 0.05,
+            use_latest_camera_info: true,
+            input_reliability: "best_effort".into(),
+            input_depth: 5,
+            output_reliability: "reliable".into(),
+            output_depth: 5,
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub files: ModelFiles,
+    pub device: DeviceSpec,
+    pub dtype: ModelDType,
+    pub compressed: bool,
+    pub output_size: Option<(usize, usize)>,
+    pub depth_encoding: DepthEncoding,
+    /// 0 = the model's range (resolved once the model is loaded).
+    pub min_range: f32,
+    pub max_range: f32,
+    pub publish_cloud: bool,
+    pub cloud_decimation: usize,
+    pub cloud_rgb: bool,
+    pub publish_colormap: bool,
+    pub sync_window: Duration,
+    pub use_latest_camera_info: bool,
+    pub input_qos: QosProfile,
+    pub output_qos: QosProfile,
+}
+
+fn existing_file(param: &str, value: &str, required: bool) -> Result<Option<PathBuf>, String> {
+    if value.is_empty() {
+        return if required { Err(format!("parameter {param} is required (a file path)")) } else { Ok(None) };
+    }
+    let path = Path::new(value);
+    if !path.is_file() {
+        return Err(format!("parameter {param}: no such file {value:?}"));
+    }
+    Ok(Some(path.to_owned()))
+}
+
+fn qos(param: &str, reliability: &str, depth_param: &str, depth: i64) -> Result<QosProfile, String> {
+    if !(1..=1000).contains(&depth) {
+        return Err(format!("parameter {depth_param} must be in 1..=1000, got {depth}"));
+    }
+    let base = QosProfile::default().keep_last(depth as usize).volatile();
+    match reliability {
+        "best_effort" | "sensor_data" => Ok(base.best_effort()),
+        "reliable" => Ok(base.reliable()),
+        other => Err(format!("parameter {param} must be best_effort or reliable, got {other:?}")),
+    }
+}
+
+impl NodeParams {
+    pub fn validate(&self) -> Result<Settings, String> {
+        let files = ModelFiles {
+            config: existing_file("model_config", &self.model_config, true)?.unwrap_or_default(),
+            checkpoint: existing_file("checkpoint", &self.checkpoint, true)?.unwrap_or_default(),
+            clip_weights: existing_file("clip_weights", &self.clip_weights, false)?,
+            clip_config: existing_file("clip_config", &self.clip_config, false)?,
+        };
+        let device = self.device.parse().map_err(|e| format!("parameter device: {e}"))?;
+        let dtype = self.dtype.parse().map_err(|e| format!("parameter dtype: {e}"))?;
+        let compressed = match self.image_transport.as_str() {
+            "raw" => false,
+            "compressed" => true,
+            other => return Err(format!("parameter image_transport must be raw or compressed, got {other:?}")),
+        };
+        let output_size = match (self.output_width, self.output_height) {
+            (0, 0) => None,
+            (w, h) if (1..=16384).contains(&w) && (1..=16384).contains(&h) => Some((w as usize, h as usize)),
+            (w, h) => {
+                return Err(format!(
+                    "parameters output_width/output_height must both be 0 (camera size) or in 1..=16384, got {w}x{h}"
+                ))
+            }
+        };
+        let depth_encoding = match self.depth_encoding.as_str() {
+            "32FC1" => DepthEncoding::Float32,
+            "16UC1" => DepthEncoding::U16Millimetres,
+            other => return Err(format!("parameter depth_encoding must be 32FC1 or 16UC1, got {other:?}")),
+        };
+        for (name, v) in [("min_range", self.min_range), ("max_range", self.max_range)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("parameter {name} must be a finite number >= 0 (0 = the model's), got {v}"));
+            }
+        }
+        if self.max_range > 0.0 && self.min_range >= self.max_range {
+            return Err(format!(
+                "parameter min_range ({}) must be below max_range ({})",
+                self.min_range, self.max_range
+            ));
+        }
+        if !(1..=64).contains(&self.cloud_decimation) {
+            return Err(format!("parameter cloud_decimation must be in 1..=64, got {}", self.cloud_decimation));
+        }
+        if !(self.camera_info_sync_window.is_finite() && (0.0..=10.0).contains(&self.camera_info_sync_window)) {
+            return Err(format!(
+                "parameter camera_info_sync_window must be in 0..=10 seconds, got {}",
+                self.camera_info_sync_window
+            ));
+        }
+        Ok(Settings {
+            files,
+            device,
+            dtype,
+            compressed,
+            output_size,
+            depth_encoding,
+            min_range: self.min_range as f32,
+            max_range: self.max_range as f32,
+            publish_cloud: self.publish_cloud,
+            cloud_decimation: self.cloud_decimation as usize,
+            cloud_rgb: self.cloud_rgb,
+            publish_colormap: self.publish_colormap,
+            sync_window: Duration::from_secs_f64(self.camera_info_sync_window),
+            use_latest_camera_info: self.use_latest_camera_info,
+            input_qos: qos("input_reliability", &self.input_reliability, "input_depth", self.input_depth)?,
+            output_qos: qos("output_reliability", &self.output_reliability, "output_depth", self.output_depth)?,
+        })
+    }
+}
