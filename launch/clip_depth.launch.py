@@ -18,13 +18,10 @@ from launch_ros.substitutions import FindPackageShare
 
 # Launch argument -> node parameter, applied only when the argument is non-empty.
 _STRING_OVERRIDES = {
-    'model_config': 'model.config',
-    'checkpoint': 'model.checkpoint',
-    'clip_weights': 'model.clip_weights',
+    'model_config': 'model_config',
+    'checkpoint': 'checkpoint',
+    'clip_weights': 'clip_weights',
     'device': 'device',
-}
-_BOOL_OVERRIDES = {
-    'use_compressed': 'use_compressed',
 }
 
 
@@ -46,10 +43,10 @@ def _launch_node(context, *args, **kwargs):
         value = arg(launch_arg)
         if value != '':
             overrides[param] = value
-    for launch_arg, param in _BOOL_OVERRIDES.items():
-        value = arg(launch_arg)
-        if value != '':
-            overrides[param] = _parse_bool(launch_arg, value)
+    use_compressed = arg('use_compressed')
+    if use_compressed != '':
+        compressed = _parse_bool('use_compressed', use_compressed)
+        overrides['image_transport'] = 'compressed' if compressed else 'raw'
 
     image_topic = arg('image_topic')
     parameters = [arg('params_file')]
@@ -90,20 +87,22 @@ def generate_launch_description():
             description='YAML parameter file for the node'),
         DeclareLaunchArgument(
             'model_config', default_value='',
-            description='SPACE-CLIP training/model YAML (overrides model.config)'),
+            description='SPACE-CLIP training YAML (overrides model_config)'),
         DeclareLaunchArgument(
             'checkpoint', default_value='',
-            description='SPACE-CLIP checkpoint (overrides model.checkpoint)'),
+            description='SPACE-CLIP checkpoint, .pt/.pth or .safetensors (overrides checkpoint)'),
         DeclareLaunchArgument(
             'clip_weights', default_value='',
-            description='CLIP backbone weights (overrides model.clip_weights)'),
+            description='Hugging Face CLIP model.safetensors for a decoder-only '
+                        'checkpoint (overrides clip_weights)'),
         DeclareLaunchArgument(
             'device', default_value='',
             description='Compute device, e.g. cpu or cuda:0 (overrides device)'),
         DeclareLaunchArgument(
             'use_compressed', default_value='',
             description='true: subscribe to <image_topic>/compressed '
-                        '(sensor_msgs/CompressedImage) instead of the raw image'),
+                        '(sensor_msgs/CompressedImage) instead of the raw image '
+                        '(sets image_transport); empty: as in params_file'),
         DeclareLaunchArgument(
             'namespace', default_value='',
             description='Namespace of the node and its relative topics'),

@@ -116,7 +116,16 @@ impl DepthEstimator {
         let device = device.open()?;
         let state = StateDict::from_files(&files.checkpoint, files.clip_weights.as_deref())?;
         let expected = expected_tensors(&backbone_cfg, &decoder_cfg, &state.names())?;
-        state.check(&expected)?;
+        state.check(&expected).map_err(|e| match e {
+            Error::WeightMismatch(report) => {
+                let mut names = files.checkpoint.display().to_string();
+                if let Some(clip) = &files.clip_weights {
+                    names.push_str(&format!(" + {}", clip.display()));
+                }
+                Error::WeightMismatch(format!("{names}: {report}"))
+            }
+            other => other,
+        })?;
         let vb = state.into_var_builder(dtype.0, &device);
         let model = SpaceClip::new(vb, &backbone_cfg, &decoder_cfg)?;
         Ok(Self::from_model(model, device, dtype.0, decoder_cfg.clip_model_name.clone()))

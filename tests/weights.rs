@@ -285,7 +285,7 @@ fn backbone_in_the_checkpoint_and_in_clip_weights_is_refused() {
     let err = load_error(&files);
     assert!(err.contains(&checkpoint.display().to_string()), "{err}");
     assert!(err.contains(&clip.display().to_string()), "{err}");
-    assert!(err.contains("both"), "{err}");
+    assert!(err.contains("is in both"), "{err}");
     assert!(err.contains(BACKBONE), "{err}");
 }
 
@@ -315,9 +315,9 @@ fn corrupt_weight_files_are_errors_naming_the_file() {
         ("truncated.safetensors", st[..st.len() / 2].to_vec()),
         ("header_only.safetensors", st[..64].to_vec()),
         ("noise.pt", noise),
-        ("empty.safetensors", Vec::new()),
+        ("zero_bytes.safetensors", Vec::new()),
         ("text.pt", b"this is not a checkpoint\nsecond line\n".to_vec()),
-        ("legacy.pt", legacy),
+        ("old_format.pt", legacy),
     ];
     for (name, bytes) in cases {
         let path = dir.path().join(name);
@@ -325,10 +325,10 @@ fn corrupt_weight_files_are_errors_naming_the_file() {
         let err = load_error(&files_for(path.clone()));
         assert!(err.contains(&path.display().to_string()), "{name}: error does not name the file: {err}");
         assert!(!err.contains('\n'), "{name}: multi-line error: {err}");
-        if name == "legacy.pt" {
+        if name == "old_format.pt" {
             assert!(err.to_lowercase().contains("legacy"), "{name}: {err}");
         }
-        if name == "empty.safetensors" {
+        if name == "zero_bytes.safetensors" {
             assert!(err.contains("empty"), "{name}: {err}");
         }
     }

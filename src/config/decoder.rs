@@ -125,14 +125,14 @@ impl DecoderConfig {
         if !value.is_mapping() {
             return Err("expected a mapping of training-config keys".into());
         }
-        let value = match value.get("model") {
+        // Parse from text (not from the Value) so errors carry the key path.
+        let cfg: DecoderConfig = match value.get("model") {
             Some(inner) if inner.is_mapping() && inner.get("decoder_channels").is_some() => {
-                inner.clone()
+                let text = serde_norway::to_string(inner).map_err(|e| e.to_string())?;
+                serde_norway::from_str(&text).map_err(|e| format!("model.{e}"))?
             }
-            _ => value,
+            _ => serde_norway::from_str(text).map_err(|e| e.to_string())?,
         };
-        let cfg: DecoderConfig =
-            serde_norway::from_value(value).map_err(|e| format!("{e}"))?;
         cfg.validate()?;
         Ok(cfg)
     }
