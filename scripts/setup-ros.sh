@@ -315,7 +315,8 @@ fi
 # of a few environment variables only, which stay the same here. When the
 # message definitions or the ROS wheels change, drop those caches so that the
 # next cargo build regenerates them.
-R2R_HASH="$( (cd "$MSG_PKG_DIR" && find . -type f ! -name '*.pyc' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; \
+R2R_HASH="$( (cd "$MSG_PKG_DIR" && find . -type f \( -name '*.msg' -o -name '*.srv' -o -name '*.action' -o -name '*.idl' \) -print0 \
+  | LC_ALL=C sort -z | xargs -0 -r sha256sum; \
   printf '%s\n' "$CONSTRAINTS" | grep '^ros-') | sha)"
 R2R_STAMP="$STAMP_DIR/r2r-inputs.sha256"
 if [ -f "$R2R_STAMP" ] && [ "$(cat "$R2R_STAMP")" != "$R2R_HASH" ] && command -v cargo >/dev/null 2>&1; then
