@@ -29,8 +29,27 @@ pub enum Error {
     #[error("device: {0}")]
     Device(String),
 
-    #[error(transparent)]
+    /// Only the first line: candle appends a backtrace when RUST_BACKTRACE is set.
+    #[error("{}", first_line(.0))]
     Candle(#[from] candle_core::Error),
 }
 
+fn first_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().trim().to_string()
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candle_errors_show_one_line_without_their_backtrace() {
+        std::env::set_var("RUST_BACKTRACE", "1");
+        let inner = candle_core::Error::Msg("unsupported dtype BF16 for op matmul".into()).bt();
+        assert!(inner.to_string().lines().count() > 1, "candle did not attach a backtrace");
+        let ours = Error::from(inner).to_string();
+        assert_eq!(ours, "unsupported dtype BF16 for op matmul");
+    }
+}

@@ -114,6 +114,11 @@ impl DepthEstimator {
             .check_taps(backbone_cfg.num_hidden_layers)
             .map_err(|message| Error::Config { path: files.config.clone(), message })?;
         let device = device.open()?;
+        if device.is_cpu() && dtype.0 == DType::BF16 {
+            return Err(Error::Device(
+                "bf16 is not supported on the CPU (candle has no CPU bf16 matmul); use f32 or f16, or a CUDA device".into(),
+            ));
+        }
         let state = StateDict::from_files(&files.checkpoint, files.clip_weights.as_deref())?;
         let expected = expected_tensors(&backbone_cfg, &decoder_cfg, &state.names())?;
         state.check(&expected).map_err(|e| match e {

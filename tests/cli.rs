@@ -394,3 +394,10 @@ fn bench_with_zero_iterations_is_a_user_error() {
     let run = clip_depth(&args);
     assert_user_error("bench --iters 0", &run, &["--iters"]);
 }
+
+#[test]
+fn bf16_on_the_cpu_is_one_line_even_with_rust_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = infer(&dir.path().join("out.npy"), &[("--dtype", "bf16")]);
+    assert_user_error("bf16 on cpu", &run, &["bf16", "CPU"]);
+}

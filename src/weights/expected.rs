@@ -62,7 +62,7 @@ pub fn expected_tensors(
     let seen = Arc::new(Mutex::new(Vec::new()));
     let recorder = Recorder { present: present.clone(), seen: seen.clone() };
     let vb = VarBuilder::from_backend(Box::new(recorder), DType::F32, Device::Cpu);
-    SpaceClip::new(vb, backbone, decoder).map_err(|e| Error::ModelConfig(e.to_string()))?;
+    SpaceClip::new(vb, backbone, decoder).map_err(|e| Error::ModelConfig(Error::from(e).to_string()))?;
     let mut seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     // A tensor read twice (none today) is still one tensor.
     let mut names = HashSet::new();

@@ -771,3 +771,273 @@ def depth_stats_type():
     if DepthStats is None:
         _skip_or_fail(f'clip_depth_msgs is not importable ({_DEPTH_STATS_ERROR})')
     return DepthStats
+
+
+# --------------------------------------------------------------------------
+# The tiny test model, independent geometry, and a node + peer rig
+# --------------------------------------------------------------------------
+
+FIXTURES_DIR = REPO_ROOT / 'tests' / 'fixtures'
+TINY_CLIP_DIR = FIXTURES_DIR / 'tiny_clip'
+# clip_model_name of tests/fixtures/tiny_clip/config.yaml, reported in DepthStats.model_name.
+TINY_MODEL_NAME = 'tiny-random-clip'
+
+# Where the rig publishes inputs (the node's relative `image`, `image/compressed`
+# and `camera_info` are remapped here).
+CAM_IMAGE = '/cam/image'
+CAM_COMPRESSED = '/cam/image/compressed'
+CAM_INFO = '/cam/camera_info'
+
+
+def tiny_model_params() -> dict:
+    """The parameters that load the random-weight tiny SPACE-CLIP of the fixtures."""
+    return {
+        'model_config': TINY_CLIP_DIR / 'config.yaml',
+        'checkpoint': TINY_CLIP_DIR / 'checkpoint.pt',
+        'clip_config': TINY_CLIP_DIR / 'clip_config.json',
+    }
+
+
+def load_fixture_image(name: str) -> 'np.ndarray':
+    """tests/fixtures/images/<name> as an HxWx3 uint8 RGB array."""
+    from PIL import Image as PilImage
+    with PilImage.open(FIXTURES_DIR / 'images' / name) as pil:
+        return np.asarray(pil.convert('RGB'), dtype=np.uint8).copy()
+
+
+def stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def assert_same_header(msg, header, what: str = 'message'):
+    """stamp and frame_id of `msg.header` equal `header`'s."""
+    got = (stamp_ns(msg.header.stamp), msg.header.frame_id)
+    want = (stamp_ns(header.stamp), header.frame_id)
+    assert got == want, f'{what}: header (stamp ns, frame_id) {got} != input {want}'
+
+
+def camera_intrinsics(info) -> tuple:
+    """(fx, fy, cx, cy) of the image a CameraInfo describes, as depth_image_proc
+    (image_geometry) computes them: from P (K when P is all zero), principal
+    point shifted by the ROI offset, everything divided by the binning (0 = 1)."""
+    p = np.asarray(info.p, dtype=np.float64)
+    k = np.asarray(info.k, dtype=np.float64)
+    if np.all(p == 0):
+        fx, fy, cx, cy = k[0], k[4], k[2], k[5]
+    else:
+        fx, fy, cx, cy = p[0], p[5], p[2], p[6]
+    bx = max(int(info.binning_x), 1)
+    by = max(int(info.binning_y), 1)
+    return (fx / bx, fy / by, (cx - info.roi.x_offset) / bx, (cy - info.roi.y_offset) / by)
+
+
+def depth_to_metres(msg: 'Image') -> 'np.ndarray':
+    """A 32FC1 (metres) or 16UC1 (mm, 0 = invalid -> NaN) depth image as float64 metres."""
+    arr = image_to_array(msg)
+    if msg.encoding == '16UC1':
+        out = arr.astype(np.float64) * 1e-3
+        out[arr == 0] = np.nan
+        return out
+    assert msg.encoding == '32FC1', msg.encoding
+    return arr.astype(np.float64)
+
+
+def backproject(depth: 'np.ndarray', info, decimation: int = 1) -> tuple:
+    """X, Y, Z (float64, organised ceil(h/d) x ceil(w/d)) of depth pixels
+    (d*row, d*col): X = (u - cx) Z / fx, Y = (v - cy) Z / fy. Pixels without a
+    valid reading (non-finite or <= 0) give NaN."""
+    fx, fy, cx, cy = camera_intrinsics(info)
+    z = np.asarray(depth, dtype=np.float64)[::decimation, ::decimation].copy()
+    z[~np.isfinite(z) | (z <= 0)] = np.nan
+    v, u = np.mgrid[0:depth.shape[0]:decimation, 0:depth.shape[1]:decimation].astype(np.float64)
+    return (u - cx) * z / fx, (v - cy) * z / fy, z
+
+
+_POINT_FIELD_DTYPES = {1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8'}
+
+
+def cloud_to_array(msg: 'PointCloud2') -> 'np.ndarray':
+    """A PointCloud2 as a (height, width) numpy structured array with its fields
+    at their declared offsets (little-endian; checks row_step and data size)."""
+    assert not msg.is_bigendian
+    names, formats, offsets = [], [], []
+    for f in msg.fields:
+        assert f.count == 1, f'field {f.name} has count {f.count}'
+        names.append(f.name)
+        formats.append('<' + _POINT_FIELD_DTYPES[f.datatype])
+        offsets.append(f.offset)
+    dtype = np.dtype({'names': names, 'formats': formats, 'offsets': offsets,
+                      'itemsize': msg.point_step})
+    assert msg.row_step == msg.width * msg.point_step, (msg.row_step, msg.width, msg.point_step)
+    data = bytes(msg.data)
+    assert len(data) == msg.row_step * msg.height, (len(data), msg.row_step, msg.height)
+    return np.frombuffer(data, dtype=dtype).reshape(msg.height, msg.width)
+
+
+def cloud_bytes(msg: 'PointCloud2') -> 'np.ndarray':
+    """The raw point records of a PointCloud2 as (height, width, point_step) uint8."""
+    return np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.width, msg.point_step)
+
+
+@dataclass
+class FrameOutputs:
+    """What the node published for one input frame (None: not received)."""
+    header: Any
+    depth: Any = None
+    info: Any = None
+    points: Any = None
+    stats: Any = None
+
+
+class DepthRig:
+    """clip_depth_node on the tiny model, its inputs remapped to /cam/..., and an
+    rclpy peer that publishes frames and records the outputs.
+
+    `collect` names the outputs to record: any of 'depth', 'info', 'points',
+    'stats', 'colormap' (skip 'points' for big images to spare the CPU).
+    `output_qos` is the QoS of the recording subscriptions (default reliable,
+    so large messages are never lost); `input_qos` that of the publishers.
+    """
+
+    OUTPUTS = {'depth': ('depth/image', 'Image'), 'info': ('depth/camera_info', 'CameraInfo'),
+               'points': ('points', 'PointCloud2'), 'stats': ('clip_depth/stats', 'DepthStats'),
+               'colormap': ('depth/colormap', 'Image')}
+
+    def __init__(self, start_node, peer: RosPeer, *, params: Optional[Mapping[str, Any]] = None,
+                 namespace: Optional[str] = None,
+                 collect: Iterable[str] = ('depth', 'info', 'points', 'stats'),
+                 input_qos: Optional['QoSProfile'] = None, output_qos: Optional['QoSProfile'] = None,
+                 connect: bool = True):
+        self.peer = peer
+        self.params = {**tiny_model_params(), **(params or {})}
+        self.ns = '/' + namespace.strip('/') if namespace else ''
+        self.node = start_node(params=self.params, namespace=namespace,
+                               remaps={'image': CAM_IMAGE, 'image/compressed': CAM_COMPRESSED,
+                                       'camera_info': CAM_INFO})
+        self.compressed = self.params.get('image_transport') == 'compressed'
+        types = {'Image': Image, 'CameraInfo': CameraInfo, 'PointCloud2': PointCloud2,
+                 'DepthStats': DepthStats}
+        self.collectors = {}
+        for key in collect:
+            topic, type_name = self.OUTPUTS[key]
+            self.collectors[key] = peer.collect(types[type_name], self.topic(key),
+                                                output_qos or qos_reliable(50))
+        in_qos = input_qos or qos_reliable(5)
+        self.image_pub = (peer.publisher(CompressedImage, CAM_COMPRESSED, in_qos) if self.compressed
+                          else peer.publisher(Image, CAM_IMAGE, in_qos))
+        self.info_pub = peer.publisher(CameraInfo, CAM_INFO, in_qos)
+        if connect:
+            self.wait_connected()
+
+    def topic(self, key: str) -> str:
+        """Fully qualified name of an output ('depth', 'info', 'points', 'stats', 'colormap')."""
+        return f'{self.ns}/{self.OUTPUTS[key][0]}'
+
+    def wait_connected(self, timeout: float = 20.0):
+        """Waits until the node subscribes to our inputs and every collector is
+        matched with the node's publisher (so no output is missed)."""
+        self.peer.wait_for_subscribers(self.image_pub, timeout=timeout)
+        self.peer.wait_for_subscribers(self.info_pub, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for key, collector in self.collectors.items():
+            if key == 'points' and not self.params.get('publish_cloud', True):
+                continue
+            if key == 'colormap' and not self.params.get('publish_colormap', False):
+                continue
+            while collector.subscription.get_publisher_count() < 1:
+                self.node.assert_running()
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'{collector.topic}: no publisher matched within {timeout} s:\n'
+                                         f'{self.node.output_tail()}')
+                time.sleep(0.02)
+
+    # -- inputs ------------------------------------------------------------
+    def publish(self, image, info=None):
+        """Publishes `info` (if any) first, then `image` (Image or CompressedImage)."""
+        if info is not None:
+            self.info_pub.publish(info)
+        self.image_pub.publish(image)
+
+    def frame(self, array: Optional['np.ndarray'] = None, *, encoding: str = 'rgb8',
+              width: int = 64, height: int = 48, info: Any = True,
+              frame_id: str = DEFAULT_FRAME_ID, stamp: Optional['Time'] = None,
+              expect: Iterable[str] = ('depth', 'stats'), timeout: float = 20.0) -> FrameOutputs:
+        """Publishes one raw frame (and, with `info` True or a CameraInfo, its
+        camera_info with the same header), waits for the `expect`ed outputs."""
+        header = make_header(stamp, frame_id)
+        image = make_image(array, width=width, height=height, encoding=encoding, header=header)
+        return self.send(image, info, expect=expect, timeout=timeout)
+
+    def send(self, image, info: Any = True, *, expect: Iterable[str] = ('depth', 'stats'),
+             timeout: float = 20.0) -> FrameOutputs:
+        """Publishes a prepared Image/CompressedImage (with `info` True: a default
+        camera_info of its size with its header; a CameraInfo: that one, header
+        replaced; None/False: none) and waits for the `expect`ed outputs."""
+        header = image.header
+        if info is True:
+            assert not self.compressed, 'pass the camera_info of a compressed image explicitly'
+            info = make_camera_info(image.width, image.height)
+        if info is not None and info is not False:
+            info.header = make_header(header.stamp, header.frame_id)
+        else:
+            info = None
+        self.publish(image, info)
+        return self.outputs(header, expect=expect, timeout=timeout)
+
+    # -- outputs -----------------------------------------------------------
+    def _matching(self, key: str, header) -> list:
+        want = stamp_ns(header.stamp)
+        return [m for m in self.collectors[key].messages if stamp_ns(m.header.stamp) == want]
+
+    def outputs(self, header, expect: Iterable[str] = ('depth', 'stats'),
+                timeout: float = 20.0) -> FrameOutputs:
+        """Waits for the outputs in `expect` with `header`'s stamp; returns those
+        received (unexpected ones too, if they are already there)."""
+        want = stamp_ns(header.stamp)
+        deadline = time.monotonic() + timeout
+        for key in expect:
+            try:
+                self.collectors[key].wait_for(1, max(deadline - time.monotonic(), 0.01),
+                                              lambda m: stamp_ns(m.header.stamp) == want)
+            except AssertionError as exc:
+                raise AssertionError(f'{exc}\nnode output:\n{self.node.output_tail()}') from None
+        out = FrameOutputs(header=header)
+        for key in self.collectors:
+            found = self._matching(key, header)
+            if key in FrameOutputs.__dataclass_fields__ and found:
+                setattr(out, key, found[-1])
+        return out
+
+    def assert_nothing(self, header, keys: Iterable[str], wait: float = 0.5):
+        """Asserts that, after `wait` seconds, no output in `keys` carries `header`'s stamp."""
+        time.sleep(wait)
+        for key in keys:
+            found = self._matching(key, header)
+            assert not found, f'{self.topic(key)} published {len(found)} message(s) for this frame'
+
+    def latest_stats(self):
+        msgs = self.collectors['stats'].messages
+        return msgs[-1] if msgs else None
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> 're.Match':
+        """A line of the node's stderr matching `pattern` (regex)."""
+        return self.node.wait_for_output(pattern, timeout=timeout, stream='stderr')
+
+    def close(self, check: bool = True) -> int:
+        """Stops the node (SIGINT; with `check`, it must exit with 0 within 1 s)
+        and removes this rig's subscriptions and publishers from the peer."""
+        code = self.node.stop(check=check)
+        for collector in self.collectors.values():
+            collector.destroy()
+        self.collectors = {}
+        self.peer.node.destroy_publisher(self.image_pub)
+        self.peer.node.destroy_publisher(self.info_pub)
+        return code
+
+
+@pytest.fixture
+def depth_rig(start_node, ros_peer, depth_stats_type):
+    """Factory: DepthRig(start_node, ros_peer, **kwargs) (see DepthRig)."""
+    def _make(**kwargs) -> DepthRig:
+        return DepthRig(start_node, ros_peer, **kwargs)
+    return _make
