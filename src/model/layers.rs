@@ -3,6 +3,8 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 
+use super::conv::Conv;
+
 use crate::config::Activation;
 
 /// `y = x W^T + b` over the last dim, with leading dims flattened so candle
@@ -65,10 +67,10 @@ fn conv_config(kernel: usize) -> Conv2dConfig {
 }
 
 /// A conv ('same' padding) with optional bias, weights as stored.
-pub fn conv2d(c_in: usize, c_out: usize, kernel: usize, bias: bool, vb: VarBuilder) -> Result<Conv2d> {
+pub fn conv2d(c_in: usize, c_out: usize, kernel: usize, bias: bool, vb: VarBuilder) -> Result<Conv> {
     let weight = vb.get((c_out, c_in, kernel, kernel), "weight")?;
     let bias = if bias { Some(vb.get(c_out, "bias")?) } else { None };
-    Ok(Conv2d::new(weight, bias, conv_config(kernel)))
+    Conv::new(Conv2d::new(weight, bias, conv_config(kernel)))
 }
 
 /// A bias-free conv followed by an eval-mode BatchNorm2d, folded into one
@@ -80,7 +82,7 @@ pub fn conv2d_bn(
     kernel: usize,
     conv_vb: VarBuilder,
     bn_vb: VarBuilder,
-) -> Result<Conv2d> {
+) -> Result<Conv> {
     let f32_get = |vb: &VarBuilder, shape: &[usize], name: &str| {
         vb.get_with_hints_dtype(shape, name, Default::default(), DType::F32)
     };
@@ -93,7 +95,7 @@ pub fn conv2d_bn(
     let weight = weight.broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?;
     let bias = beta.sub(&mean.mul(&scale)?)?;
     let dtype = conv_vb.dtype();
-    Ok(Conv2d::new(
+    Conv::new(Conv2d::new(
         weight.to_dtype(dtype)?,
         Some(bias.to_dtype(dtype)?),
         conv_config(kernel),

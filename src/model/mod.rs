@@ -2,6 +2,7 @@
 //! several layers, and the dual-pathway decoder with FiLM conditioning.
 
 mod clip_vision;
+mod conv;
 mod decoder;
 mod encoder;
 mod patch_embedding;

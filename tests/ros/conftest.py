@@ -907,7 +907,7 @@ class DepthRig:
                  namespace: Optional[str] = None,
                  collect: Iterable[str] = ('depth', 'info', 'points', 'stats'),
                  input_qos: Optional['QoSProfile'] = None, output_qos: Optional['QoSProfile'] = None,
-                 connect: bool = True):
+                 warm_up: Optional[str] = 'info'):
         self.peer = peer
         self.params = {**tiny_model_params(), **(params or {})}
         self.ns = '/' + namespace.strip('/') if namespace else ''
@@ -926,8 +926,9 @@ class DepthRig:
         self.image_pub = (peer.publisher(CompressedImage, CAM_COMPRESSED, in_qos) if self.compressed
                           else peer.publisher(Image, CAM_IMAGE, in_qos))
         self.info_pub = peer.publisher(CameraInfo, CAM_INFO, in_qos)
-        if connect:
+        if warm_up is not None:
             self.wait_connected()
+            self.warm_up(with_info=(warm_up == 'info'))
 
     def topic(self, key: str) -> str:
         """Fully qualified name of an output ('depth', 'info', 'points', 'stats', 'colormap')."""
@@ -950,6 +951,37 @@ class DepthRig:
                     raise AssertionError(f'{collector.topic}: no publisher matched within {timeout} s:\n'
                                          f'{self.node.output_tail()}')
                 time.sleep(0.02)
+
+    def expected_outputs(self, with_info: bool = True) -> tuple:
+        """The collected outputs the node publishes for a good frame."""
+        keys = ['depth', 'stats']
+        if with_info:
+            keys.append('info')
+            if self.params.get('publish_cloud', True):
+                keys.append('points')
+        if self.params.get('publish_colormap', False):
+            keys.append('colormap')
+        return tuple(k for k in keys if k in self.collectors)
+
+    def warm_up(self, with_info: bool = True, attempts: int = 10) -> FrameOutputs:
+        """Sends small good frames (with a camera_info unless `with_info` is
+        False) until one comes back on every collected output: matching seen
+        from the subscriber side does not mean the other side has matched
+        yet, and a sample sent before that is silently lost."""
+        expect = self.expected_outputs(with_info)
+        for _ in range(attempts):
+            header = make_header()
+            if self.compressed:
+                image = make_compressed_image(width=64, height=48, fmt='png', header=header)
+                info = make_camera_info(64, 48) if with_info else None
+            else:
+                image = make_image(width=64, height=48, header=header)
+                info = with_info
+            try:
+                return self.send(image, info, expect=expect, timeout=1.5)
+            except AssertionError:
+                self.node.assert_running()
+        raise AssertionError(f'no outputs {expect} for {attempts} warm-up frames:\n{self.node.output_tail()}')
 
     # -- inputs ------------------------------------------------------------
     def publish(self, image, info=None):

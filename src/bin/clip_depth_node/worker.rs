@@ -299,10 +299,12 @@ impl Worker {
         }
     }
 
-    /// min, median, max of the finite depth values.
+    /// min, median, max of the valid depth values: those published as finite
+    /// numbers, i.e. within [min_range, max_range].
     fn depth_summary(&mut self, depth: &[f32]) -> (f32, f32, f32) {
+        let range = self.range;
         self.sorted.clear();
-        self.sorted.extend(depth.iter().copied().filter(|d| d.is_finite()));
+        self.sorted.extend(depth.iter().copied().filter(|&d| range.contains(d)));
         if self.sorted.is_empty() {
             return (f32::NAN, f32::NAN, f32::NAN);
         }

@@ -2,7 +2,9 @@
 //! pair is folded into one conv at load, dropout is the identity.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, ConvTranspose2d, VarBuilder};
+use candle_nn::{ConvTranspose2d, VarBuilder};
+
+use crate::model::conv::Conv;
 
 use crate::model::layers::{conv2d, conv2d_bn, conv_transpose2x2, gate, resize_bilinear};
 
@@ -11,7 +13,7 @@ use crate::model::layers::{conv2d, conv2d_bn, conv_transpose2x2, gate, resize_bi
 #[derive(Debug, Clone)]
 pub struct UpBlock {
     upsample: ConvTranspose2d,
-    conv: Conv2d,
+    conv: Conv,
 }
 
 impl UpBlock {
@@ -23,7 +25,7 @@ impl UpBlock {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv.forward(&self.upsample.forward(x)?)?.relu()
+        self.conv.forward_relu(&self.upsample.forward(x)?)
     }
 }
 
@@ -31,8 +33,8 @@ impl UpBlock {
 /// (`conv1`, `norm1`, `conv2`, `norm2`).
 #[derive(Debug, Clone)]
 pub struct ResBlock {
-    conv1: Conv2d,
-    conv2: Conv2d,
+    conv1: Conv,
+    conv2: Conv,
 }
 
 impl ResBlock {
@@ -44,7 +46,7 @@ impl ResBlock {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv2.forward(&self.conv1.forward(x)?.relu()?)?;
+        let y = self.conv2.forward(&self.conv1.forward_relu(x)?)?;
         (y + x)?.relu()
     }
 }
@@ -55,7 +57,7 @@ impl ResBlock {
 #[derive(Debug, Clone)]
 pub struct StructuralBlock {
     upsample_low: UpBlock,
-    fusion: Conv2d,
+    fusion: Conv,
 }
 
 impl StructuralBlock {
@@ -70,7 +72,7 @@ impl StructuralBlock {
         let up = self.upsample_low.forward(low)?;
         let (_, _, h, w) = up.dims4()?;
         let skip = resize_bilinear(skip, h, w)?;
-        self.fusion.forward(&Tensor::cat(&[&up, &skip], 1)?)?.relu()
+        self.fusion.forward_relu(&Tensor::cat(&[&up, &skip], 1)?)
     }
 }
 
@@ -81,9 +83,9 @@ impl StructuralBlock {
 #[derive(Debug, Clone)]
 pub struct MainBlock {
     upsample_low: UpBlock,
-    skip_clip_gate: Conv2d,
-    skip_struct_gate: Option<Conv2d>,
-    fusion: Conv2d,
+    skip_clip_gate: Conv,
+    skip_struct_gate: Option<Conv>,
+    fusion: Conv,
     res: ResBlock,
 }
 
@@ -122,7 +124,7 @@ impl MainBlock {
             (None, None) => Tensor::cat(&[&up, &skip_clip], 1)?,
             _ => candle_core::bail!("structural skip given to a stage built without one, or missing"),
         };
-        self.res.forward(&self.fusion.forward(&fused)?.relu()?)
+        self.res.forward(&self.fusion.forward_relu(&fused)?)
     }
 }
 
@@ -130,8 +132,8 @@ impl MainBlock {
 /// (`.0`, `.1`, `.3`; k = 3) and the training-only aux heads (k = 1).
 #[derive(Debug, Clone)]
 pub struct DepthHead {
-    conv0: Conv2d,
-    conv3: Conv2d,
+    conv0: Conv,
+    conv3: Conv,
 }
 
 impl DepthHead {
@@ -144,6 +146,6 @@ impl DepthHead {
 
     /// (B, C, H, W) -> (B, 1, H, W), metres.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv3.forward(&self.conv0.forward(x)?.relu()?)?.relu()
+        self.conv3.forward_relu(&self.conv0.forward_relu(x)?)
     }
 }

@@ -5,8 +5,10 @@
 mod blocks;
 mod film;
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, VarBuilder};
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::model::conv::Conv;
 
 pub use blocks::{DepthHead, MainBlock, StructuralBlock};
 pub use film::FilmGenerator;
@@ -18,8 +20,8 @@ use crate::model::vision::tokens_to_map;
 #[derive(Debug, Clone)]
 pub struct SpaceClipDecoder {
     film_param_generators: Vec<FilmGenerator>,
-    main_path_projections: Vec<Conv2d>,
-    structural_path_projections: Vec<Conv2d>,
+    main_path_projections: Vec<Conv>,
+    structural_path_projections: Vec<Conv>,
     structural_decoder_blocks: Vec<StructuralBlock>,
     main_decoder_blocks: Vec<MainBlock>,
     depth_prediction_head: DepthHead,
