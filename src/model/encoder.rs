@@ -4,8 +4,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::layers::{activation, layer_norm, softmax_last, Linear};
-use crate::config::{Activation, BackboneConfig};
+use super::layers::{layer_norm, softmax_last, Linear};
+use crate::config::BackboneConfig;
 
 /// Multi-head self-attention. q, k and v projections are fused into one
 /// matmul at load; the checkpoint keeps them apart.
@@ -14,24 +14,26 @@ pub struct SelfAttention {
     qkv_proj: Linear,
     out_proj: Linear,
     num_heads: usize,
-    scale: f64,
 }
 
 impl SelfAttention {
     pub fn new(vb: VarBuilder, cfg: &BackboneConfig) -> Result<Self> {
         let d = cfg.hidden_size;
+        let scale = (cfg.head_dim() as f64).powf(-0.5);
         let mut weights = Vec::with_capacity(3);
         let mut biases = Vec::with_capacity(3);
         for name in ["q_proj", "k_proj", "v_proj"] {
-            weights.push(vb.get((d, d), &format!("{name}.weight"))?);
-            biases.push(vb.get(d, &format!("{name}.bias"))?);
+            let (w, b) = (vb.get((d, d), &format!("{name}.weight"))?, vb.get(d, &format!("{name}.bias"))?);
+            // The softmax scale is folded into q at load, as HF scales q.
+            let s = if name == "q_proj" { scale } else { 1.0 };
+            weights.push((w * s)?);
+            biases.push((b * s)?);
         }
         let qkv_proj = Linear::from_weights(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?))?;
         Ok(Self {
             qkv_proj,
             out_proj: Linear::new(d, d, vb.pp("out_proj"))?,
             num_heads: cfg.num_attention_heads,
-            scale: (cfg.head_dim() as f64).powf(-0.5),
         })
     }
 
@@ -43,7 +45,7 @@ impl SelfAttention {
             .forward(x)?
             .reshape((b, t, 3, self.num_heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)?.contiguous()? * self.scale)?;
+        let q = qkv.get(0)?.contiguous()?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let attn = softmax_last(&q.matmul(&k.t()?)?)?;
@@ -54,22 +56,21 @@ impl SelfAttention {
 
 #[derive(Debug, Clone)]
 pub struct Mlp {
+    /// With the activation fused in.
     fc1: Linear,
     fc2: Linear,
-    act: Activation,
 }
 
 impl Mlp {
     pub fn new(vb: VarBuilder, cfg: &BackboneConfig) -> Result<Self> {
         Ok(Self {
-            fc1: Linear::new(cfg.hidden_size, cfg.intermediate_size, vb.pp("fc1"))?,
+            fc1: Linear::new(cfg.hidden_size, cfg.intermediate_size, vb.pp("fc1"))?.with_activation(cfg.hidden_act),
             fc2: Linear::new(cfg.intermediate_size, cfg.hidden_size, vb.pp("fc2"))?,
-            act: cfg.hidden_act,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&activation(&self.fc1.forward(x)?, self.act)?)
+        self.fc2.forward(&self.fc1.forward(x)?)
     }
 }
 

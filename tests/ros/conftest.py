@@ -534,15 +534,30 @@ class NodeProcess:
         if not self.running():
             raise AssertionError(f'node exited with {self.process.returncode}:\n{self.output_tail()}')
 
-    def stop(self, timeout: float = 1.0, check: bool = True) -> int:
-        """SIGINT the node and wait for it to exit; return its exit code.
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """Wait for the node to exit by itself (e.g. a start-up error); return
+        its exit code once its output is fully captured. Kills it and raises
+        AssertionError if it is still running after `timeout` seconds."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5.0)
+            raise AssertionError(f'node still running after {timeout} s (killed):\n{self.output_tail()}')
+        for reader in self._readers:
+            reader.join(timeout=2.0)
+        return self.process.returncode
+
+    def stop(self, timeout: float = 1.0, check: bool = True, sig: int = signal.SIGINT) -> int:
+        """Send `sig` (default SIGINT) to the node and wait for it to exit;
+        return its exit code.
 
         With `check`, raise AssertionError if it takes longer than `timeout`
         seconds (it is then killed) or exits with a non-zero code.
         """
         if self.process.poll() is None:
             t0 = time.monotonic()
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=timeout)
                 self.exit_duration = time.monotonic() - t0
@@ -553,8 +568,8 @@ class NodeProcess:
                 for reader in self._readers:
                     reader.join(timeout=1.0)
                 if check:
-                    raise AssertionError(f'node did not exit within {timeout} s of SIGINT '
-                                         f'(killed):\n{self.output_tail()}')
+                    raise AssertionError(f'node did not exit within {timeout} s of '
+                                         f'{signal.Signals(sig).name} (killed):\n{self.output_tail()}')
                 return self.process.returncode
         for reader in self._readers:
             reader.join(timeout=1.0)
