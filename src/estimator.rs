@@ -192,9 +192,17 @@ impl DepthEstimator {
 
     /// Depth for a batch of frames in one forward pass, all at one output size.
     pub fn estimate_batch(&self, images: &[ImageView<'_>], size: (usize, usize)) -> Result<(Vec<DepthMap>, StageTimings)> {
-        let (width, height) = size;
-        if width == 0 || height == 0 {
-            return Err(Error::InvalidImage(format!("output size {width}x{height} is empty")));
+        self.estimate_sized(images, &vec![size; images.len()])
+    }
+
+    /// Depth for a batch of frames in one forward pass, each frame resized
+    /// to its own output size (e.g. several cameras of different sizes).
+    pub fn estimate_sized(&self, images: &[ImageView<'_>], sizes: &[(usize, usize)]) -> Result<(Vec<DepthMap>, StageTimings)> {
+        if sizes.len() != images.len() {
+            return Err(Error::InvalidImage(format!("{} images but {} output sizes", images.len(), sizes.len())));
+        }
+        if let Some((w, h)) = sizes.iter().find(|(w, h)| *w == 0 || *h == 0) {
+            return Err(Error::InvalidImage(format!("output size {w}x{h} is empty")));
         }
         let mut timings = StageTimings::default();
         let t = Instant::now();
@@ -214,19 +222,34 @@ impl DepthEstimator {
 
         let t = Instant::now();
         let (min_d, max_d) = self.depth_range();
-        let depth = depth
-            .to_dtype(DType::F32)?
-            .upsample_bilinear2d(height, width, false)?
-            .clamp(min_d, max_d)?
-            .to_device(&Device::Cpu)?;
-        let data = depth.flatten_all()?.to_vec1::<f32>()?;
+        let depth = depth.to_dtype(DType::F32)?;
+        let mut maps = Vec::with_capacity(images.len());
+        let uniform = sizes.windows(2).all(|w| w[0] == w[1]);
+        if uniform {
+            // One resize for the whole batch, one copy back to the host.
+            let (width, height) = sizes[0];
+            let data = depth
+                .upsample_bilinear2d(height, width, false)?
+                .clamp(min_d, max_d)?
+                .to_device(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            for chunk in data.chunks_exact(width * height) {
+                maps.push(DepthMap { width, height, data: chunk.to_vec() });
+            }
+        } else {
+            for (i, &(width, height)) in sizes.iter().enumerate() {
+                let data = depth
+                    .narrow(0, i, 1)?
+                    .upsample_bilinear2d(height, width, false)?
+                    .clamp(min_d, max_d)?
+                    .to_device(&Device::Cpu)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                maps.push(DepthMap { width, height, data });
+            }
+        }
         timings.resize = t.elapsed();
-
-        let per = width * height;
-        let maps = data
-            .chunks_exact(per)
-            .map(|chunk| DepthMap { width, height, data: chunk.to_vec() })
-            .collect();
         Ok((maps, timings))
     }
 

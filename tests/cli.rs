@@ -401,3 +401,26 @@ fn bf16_on_the_cpu_is_one_line_even_with_rust_backtrace() {
     let run = infer(&dir.path().join("out.npy"), &[("--dtype", "bf16")]);
     assert_user_error("bf16 on cpu", &run, &["bf16", "CPU"]);
 }
+
+#[test]
+fn several_inputs_run_as_one_batch_each_at_its_own_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
+    let small = tiny_clip().parent().unwrap().join("images/scene_224.png");
+    let args: Vec<String> = vec![
+        "infer".into(), "--config".into(), CONFIG.into(), "--checkpoint".into(), CHECKPOINT.into(),
+        "--clip-config".into(), CLIP_CONFIG.into(),
+        "--input".into(), small.display().to_string(), IMAGE.into(),
+        "--output".into(), a.display().to_string(), b.display().to_string(),
+    ];
+    let run = clip_depth(&args);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("2 frame(s) in one batch"), "{}", run.stdout);
+    let da = read_npy(&a).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let db = read_npy(&b).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(rel_max_diff(&da, &golden(tiny_clip().join("expected/depth_224.npy"))) <= 1e-4);
+    assert!(rel_max_diff(&db, &golden(tiny_clip().join("expected/depth_640x480.npy"))) <= 1e-3);
+
+    let mismatched = clip_depth(&args[..args.len() - 1]);
+    assert_user_error("inputs without outputs", &mismatched, &["2 inputs", "1 --output"]);
+}

@@ -70,6 +70,8 @@ else:
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'ros: end-to-end test that runs clip_depth_node over ROS 2')
+    # rosidl's lark imports deprecated modules; not ours to fix.
+    config.addinivalue_line('filterwarnings', 'ignore::DeprecationWarning:lark.*')
 
 
 def pytest_collection_modifyitems(config, items):

@@ -51,18 +51,18 @@ impl ModelArgs {
 pub struct InferArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Input image (PNG or JPEG).
-    #[arg(long)]
-    pub input: PathBuf,
-    /// Output size WxH (default: the input's size).
+    /// Input image(s) (PNG or JPEG); several run as one batch.
+    #[arg(long, num_args = 1.., required = true)]
+    pub input: Vec<PathBuf>,
+    /// Output size WxH (default: each input's size).
     #[arg(long, value_parser = parse_size)]
     pub output_size: Option<(usize, usize)>,
-    /// Where to write the float32 (H, W) depth in metres.
-    #[arg(long)]
-    pub output: PathBuf,
-    /// Also write a coloured PNG of the depth (near = red, far = blue).
-    #[arg(long)]
-    pub colormap: Option<PathBuf>,
+    /// Where to write the float32 (H, W) depth in metres, one per input.
+    #[arg(long, num_args = 1.., required = true)]
+    pub output: Vec<PathBuf>,
+    /// Also write coloured PNGs of the depth (near = red, far = blue), one per input.
+    #[arg(long, num_args = 1..)]
+    pub colormap: Vec<PathBuf>,
 }
 
 pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -91,33 +91,53 @@ pub fn read_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
 }
 
 pub fn run(args: InferArgs) -> Result<ExitCode> {
+    anyhow::ensure!(
+        args.output.len() == args.input.len(),
+        "{} inputs but {} --output paths: give one output per input",
+        args.input.len(),
+        args.output.len()
+    );
+    anyhow::ensure!(
+        args.colormap.is_empty() || args.colormap.len() == args.input.len(),
+        "{} inputs but {} --colormap paths: give none or one per input",
+        args.input.len(),
+        args.colormap.len()
+    );
     // Check the cheap things before loading the model.
-    let (rgb, w, h) = read_rgb(&args.input)?;
+    let frames = args.input.iter().map(|p| read_rgb(p)).collect::<Result<Vec<_>>>()?;
     let estimator = args.model.load()?;
-    let view = ImageView::packed(&rgb, w, h, PixelFormat::Rgb8)?;
-    let (depth, timings) = estimator.estimate(&view, args.output_size)?;
-
-    let tensor = Tensor::from_slice(&depth.data, (depth.height, depth.width), &Device::Cpu)?;
-    tensor
-        .write_npy(&args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
-    let (lo, hi) = finite_range(&depth.data).unwrap_or((0.0, 0.0));
+    let views = frames
+        .iter()
+        .map(|(rgb, w, h)| ImageView::packed(rgb, *w, *h, PixelFormat::Rgb8))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sizes: Vec<_> = views.iter().map(|v| args.output_size.unwrap_or((v.width(), v.height()))).collect();
+    let (depths, timings) = estimator.estimate_sized(&views, &sizes)?;
     println!(
-        "depth {}x{} written to {} (range {lo:.3} .. {hi:.3} m; {:.1} ms: preprocess {:.1}, encoder {:.1}, decoder {:.1}, resize {:.1})",
-        depth.width,
-        depth.height,
-        args.output.display(),
+        "{} frame(s) in one batch: {:.1} ms (preprocess {:.1}, encoder {:.1}, decoder {:.1}, resize {:.1})",
+        depths.len(),
         timings.total().as_secs_f64() * 1e3,
         timings.preprocess.as_secs_f64() * 1e3,
         timings.encoder.as_secs_f64() * 1e3,
         timings.decoder.as_secs_f64() * 1e3,
         timings.resize.as_secs_f64() * 1e3,
     );
-    if let Some(png) = &args.colormap {
-        let pixels = colorize(&depth.data, lo, hi, ColourOrder::Rgb);
-        image::save_buffer(png, &pixels, depth.width as u32, depth.height as u32, image::ExtendedColorType::Rgb8)
-            .with_context(|| format!("cannot write {}", png.display()))?;
-        println!("colormap written to {} (red = {lo:.3} m, blue = {hi:.3} m)", png.display());
+    for (i, depth) in depths.iter().enumerate() {
+        let output = &args.output[i];
+        let tensor = Tensor::from_slice(&depth.data, (depth.height, depth.width), &Device::Cpu)?;
+        tensor.write_npy(output).with_context(|| format!("cannot write {}", output.display()))?;
+        let (lo, hi) = finite_range(&depth.data).unwrap_or((0.0, 0.0));
+        println!(
+            "depth {}x{} written to {} (range {lo:.3} .. {hi:.3} m)",
+            depth.width,
+            depth.height,
+            output.display()
+        );
+        if let Some(png) = args.colormap.get(i) {
+            let pixels = colorize(&depth.data, lo, hi, ColourOrder::Rgb);
+            image::save_buffer(png, &pixels, depth.width as u32, depth.height as u32, image::ExtendedColorType::Rgb8)
+                .with_context(|| format!("cannot write {}", png.display()))?;
+            println!("colormap written to {} (red = {lo:.3} m, blue = {hi:.3} m)", png.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use crate::model::conv::Conv;
 
 pub use blocks::{DepthHead, MainBlock, StructuralBlock};
-pub use film::FilmGenerator;
+pub use film::FilmGenerators;
 
 use crate::config::DecoderConfig;
 use crate::model::layers::conv2d;
@@ -19,7 +19,7 @@ use crate::model::vision::tokens_to_map;
 
 #[derive(Debug, Clone)]
 pub struct SpaceClipDecoder {
-    film_param_generators: Vec<FilmGenerator>,
+    film_param_generators: Option<FilmGenerators>,
     main_path_projections: Vec<Conv>,
     structural_path_projections: Vec<Conv>,
     structural_decoder_blocks: Vec<StructuralBlock>,
@@ -38,11 +38,9 @@ impl SpaceClipDecoder {
         let ch = &cfg.decoder_channels;
         let n = cfg.num_stages();
         let film_param_generators = if cfg.use_film {
-            (0..n)
-                .map(|i| FilmGenerator::new(vb.pp("film_param_generators").pp(i), dim, cfg.film_param_hidden_dim))
-                .collect::<Result<_>>()?
+            Some(FilmGenerators::new(vb.pp("film_param_generators"), n, dim, cfg.film_param_hidden_dim)?)
         } else {
-            Vec::new()
+            None
         };
         let main_path_projections = (0..n)
             .map(|i| conv2d(dim, ch[i], 1, true, vb.pp("main_path_projections").pp(i)))
@@ -98,12 +96,16 @@ impl SpaceClipDecoder {
     pub fn forward(&self, patch_tokens: &[Tensor], pooler: &Tensor) -> Result<Tensor> {
         let n = self.num_main;
         let (main_tokens, struct_tokens) = patch_tokens.split_at(n);
+        let film = match &self.film_param_generators {
+            Some(generators) => generators.params(pooler)?,
+            None => Vec::new(),
+        };
         let main_feat = main_tokens
             .iter()
             .enumerate()
             .map(|(i, tokens)| {
-                let tokens = match self.film_param_generators.get(i) {
-                    Some(film) => film.modulate(tokens, pooler)?,
+                let tokens = match film.get(i) {
+                    Some((gamma, beta)) => film::modulate(tokens, gamma, beta)?,
                     None => tokens.clone(),
                 };
                 self.main_path_projections[i].forward(&tokens_to_map(&tokens)?)
