@@ -21,7 +21,9 @@ _STRING_OVERRIDES = {
     'model_config': 'model_config',
     'checkpoint': 'checkpoint',
     'clip_weights': 'clip_weights',
+    'clip_config': 'clip_config',
     'device': 'device',
+    'dtype': 'dtype',
 }
 
 
@@ -95,6 +97,12 @@ def generate_launch_description():
             'clip_weights', default_value='',
             description='Hugging Face CLIP model.safetensors for a decoder-only '
                         'checkpoint (overrides clip_weights)'),
+        DeclareLaunchArgument(
+            'clip_config', default_value='',
+            description='Hugging Face config.json of the backbone (overrides clip_config)'),
+        DeclareLaunchArgument(
+            'dtype', default_value='',
+            description='Model precision: f32, f16 or bf16 (overrides dtype)'),
         DeclareLaunchArgument(
             'device', default_value='',
             description='Compute device, e.g. cpu or cuda:0 (overrides device)'),
