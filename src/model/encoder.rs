@@ -1,9 +1,10 @@
 //! The pre-norm transformer encoder shared by CLIP and SigLIP (HF names:
 //! `encoder.layers.{i}.{self_attn, layer_norm1, mlp, layer_norm2}`).
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
+use super::attention_cpu::CpuAttention;
 use super::layers::{layer_norm, softmax_last, Linear};
 use crate::config::BackboneConfig;
 
@@ -40,9 +41,12 @@ impl SelfAttention {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let hd = d / self.num_heads;
-        let qkv = self
-            .qkv_proj
-            .forward(x)?
+        let qkv = self.qkv_proj.forward(x)?;
+        if qkv.device().is_cpu() && qkv.dtype() == DType::F32 {
+            let y = qkv.contiguous()?.apply_op1_no_bwd(&CpuAttention { num_heads: self.num_heads })?;
+            return self.out_proj.forward(&y);
+        }
+        let qkv = qkv
             .reshape((b, t, 3, self.num_heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
         let q = qkv.get(0)?.contiguous()?;

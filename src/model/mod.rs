@@ -1,6 +1,7 @@
 //! SPACE-CLIP in candle: a frozen CLIP (or SigLIP) vision transformer read at
 //! several layers, and the dual-pathway decoder with FiLM conditioning.
 
+mod attention_cpu;
 mod clip_vision;
 mod conv;
 mod decoder;
