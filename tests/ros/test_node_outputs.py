@@ -13,7 +13,8 @@ import pytest
 
 from conftest import (TINY_MODEL_NAME, assert_same_header, backproject, camera_intrinsics,
                       cloud_bytes, cloud_to_array, depth_to_metres, image_to_array,
-                      load_fixture_image, make_camera_info, make_header, make_stamp)
+                      load_fixture_image, make_camera_info, make_header, make_image, make_stamp,
+                      stamp_ns)
 
 XYZ_ATOL = 1e-5
 FLOAT32 = 7
@@ -125,15 +126,22 @@ def _check_stats_match_depth(stats, depth_msg):
 def test_every_output_carries_the_input_header(depth_rig):
     """stamp AND frame_id of depth/image, depth/camera_info, points and ~/stats
     equal the input image's, also in a namespace (~/stats = /robot/clip_depth/stats)."""
-    rig = depth_rig(namespace='robot')
+    keys = ('depth', 'info', 'points', 'stats', 'colormap')
+    rig = depth_rig(namespace='robot', params={'publish_colormap': True}, collect=keys)
     assert rig.topic('stats') == '/robot/clip_depth/stats'
     assert rig.topic('depth') == '/robot/depth/image'
     # An odd stamp far from now and a non-default frame: nothing may be re-stamped.
     for stamp, frame_id in [(make_stamp(1_700_000_000.123456789), 'robot/front_camera_optical_frame'),
                             (make_stamp(), 'other_optical_frame')]:
-        out = rig.frame(stamp=stamp, frame_id=frame_id, expect=('depth', 'info', 'points', 'stats'))
-        for key in ('depth', 'info', 'points', 'stats'):
-            assert_same_header(getattr(out, key), out.header, rig.topic(key))
+        header = make_header(stamp, frame_id)
+        rig.publish(make_image(width=64, height=48, header=header), make_camera_info(64, 48, header=header))
+        rig.outputs(header, expect=keys)
+        for key in keys:
+            msgs = rig.collectors[key].wait_for(1, timeout=5, predicate=lambda m: (
+                stamp_ns(m.header.stamp) == stamp_ns(stamp)))
+            assert_same_header(msgs[-1], header, rig.topic(key))
+        colormap = rig.collectors['colormap'].messages[-1]
+        assert (colormap.encoding, colormap.width, colormap.height) == ('bgr8', 64, 48)
     assert rig.close() == 0
 
 
@@ -287,7 +295,6 @@ def test_cloud_rgb_packs_the_input_pixel_colour(depth_rig):
 def _reference_depth(depth_rig, rgb, **params):
     """Depth (32FC1 message) of `rgb` from a node with `params`; the node is stopped after."""
     rig = depth_rig(params=params)
-    h, w = rgb.shape[:2]
     out = rig.frame(rgb, expect=('depth', 'info', 'stats'))
     assert rig.close() == 0
     return out
