@@ -351,6 +351,11 @@ export ROS_PYTHON_VERSION=3
 export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 # Keep DDS discovery on this host unless the caller chose otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE="\${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+# Transports sized for camera images (Fast DDS's defaults drop best-effort
+# images larger than 512 KB between processes): see the file's comment.
+if [ -z "\${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]; then
+  export FASTRTPS_DEFAULT_PROFILES_FILE=$(q "$ROOT/config/fastdds_large_images.xml")
+fi
 
 # Set exactly (not appended): r2r caches its generated code by these values.
 export AMENT_PREFIX_PATH=$(q "$PREFIX:$VENV")

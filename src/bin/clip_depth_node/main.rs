@@ -59,7 +59,7 @@ fn run() -> Result<(), String> {
 
     let t = Instant::now();
     let estimator = DepthEstimator::load(&settings.files, settings.device, settings.dtype)
-        .map_err(|e| format!("cannot load the model (parameters model_config/checkpoint/clip_weights/clip_config/device/dtype): {e}"))?;
+        .map_err(|e| format!("parameter {}: {e}", culprit_parameter(&e, &settings)))?;
     r2r::log_info!(
         &logger,
         "model {} loaded in {:.1} s on {} ({}); depth range {:?} m",
@@ -157,6 +157,29 @@ fn run() -> Result<(), String> {
     }
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
+}
+
+/// The parameter a model-loading error is about, for the one-line message.
+fn culprit_parameter(err: &clip_depth_ros::Error, settings: &params::Settings) -> &'static str {
+    use clip_depth_ros::Error;
+    let files = &settings.files;
+    let by_path = |path: &std::path::Path| {
+        if path == files.config {
+            "model_config"
+        } else if Some(path) == files.clip_weights.as_deref() {
+            "clip_weights"
+        } else if Some(path) == files.clip_config.as_deref() {
+            "clip_config"
+        } else {
+            "checkpoint"
+        }
+    };
+    match err {
+        Error::Io { path, .. } | Error::Config { path, .. } | Error::Weights { path, .. } => by_path(path),
+        Error::ModelConfig(_) => "model_config",
+        Error::Device(_) => "device",
+        _ => "checkpoint",
+    }
 }
 
 async fn wait_for_signal() {

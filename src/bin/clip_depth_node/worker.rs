@@ -93,8 +93,12 @@ impl Worker {
         self.range
     }
 
+    /// Logs at most once per 5 s per kind of message: the key is the
+    /// category plus the message without its numbers, so a new reason shows
+    /// at once while a repeating one (with changing sizes or stamps) does not.
     fn warn(&mut self, key: &'static str, msg: &str) {
-        if self.throttle.allow(key) {
+        let kind: String = msg.chars().filter(|c| !c.is_ascii_digit()).collect();
+        if self.throttle.allow(&format!("{key}: {kind}")) {
             r2r::log_warn!(&self.logger, "{msg}");
         }
     }
