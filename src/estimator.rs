@@ -11,6 +11,7 @@ use crate::device::{DeviceSpec, ModelDType};
 use crate::error::{Error, Result};
 use crate::image_view::ImageView;
 use crate::model::SpaceClip;
+use crate::postprocess::resize_bilinear_clamped;
 use crate::preprocess::Preprocessor;
 use crate::weights::{expected_tensors, StateDict};
 
@@ -222,33 +223,18 @@ impl DepthEstimator {
 
         let t = Instant::now();
         let (min_d, max_d) = self.depth_range();
-        let depth = depth.to_dtype(DType::F32)?;
-        let mut maps = Vec::with_capacity(images.len());
-        let uniform = sizes.windows(2).all(|w| w[0] == w[1]);
-        if uniform {
-            // One resize for the whole batch, one copy back to the host.
-            let (width, height) = sizes[0];
-            let data = depth
-                .upsample_bilinear2d(height, width, false)?
-                .clamp(min_d, max_d)?
-                .to_device(&Device::Cpu)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            for chunk in data.chunks_exact(width * height) {
-                maps.push(DepthMap { width, height, data: chunk.to_vec() });
-            }
-        } else {
-            for (i, &(width, height)) in sizes.iter().enumerate() {
-                let data = depth
-                    .narrow(0, i, 1)?
-                    .upsample_bilinear2d(height, width, false)?
-                    .clamp(min_d, max_d)?
-                    .to_device(&Device::Cpu)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?;
-                maps.push(DepthMap { width, height, data });
-            }
-        }
+        // The S x S maps come to the host once; resizing there is one pass.
+        let (_, _, sh, sw) = depth.dims4()?;
+        let host = depth.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let maps = host
+            .chunks_exact(sh * sw)
+            .zip(sizes)
+            .map(|(map, &(width, height))| DepthMap {
+                width,
+                height,
+                data: resize_bilinear_clamped(map, sw, sh, width, height, min_d, max_d),
+            })
+            .collect();
         timings.resize = t.elapsed();
         Ok((maps, timings))
     }

@@ -10,6 +10,7 @@ pub mod geometry;
 pub mod image_view;
 pub mod model;
 pub mod pil_resize;
+pub mod postprocess;
 pub mod preprocess;
 pub mod weights;
 pub mod ros_image;
