@@ -35,9 +35,15 @@
 #
 # --force     redo every step
 #
+# Running the binary elsewhere (no rpath, so LD_LIBRARY_PATH must name them):
+# it needs libcudart.so.13, libcublas.so.13 (which loads libcublasLt.so.13),
+# libcurand.so.10 and the driver's libcuda.so.1 (never copy the stub to a GPU
+# machine). libnvrtc is linked but dropped by --as-needed.
+#
 # Environment: CLIP_DEPTH_CUDA_PYTHON (Python 3 interpreter for the venv,
 # default python3). CUDA_COMPUTE_CAP (GPU architecture the kernels are
-# compiled for, default 90 = Hopper) is read when env.sh is sourced.
+# compiled for, default 90, which candle's build turns into sm_90a: Hopper
+# only) is read when env.sh is sourced.
 #
 # Why 13.0: cudarc 0.19 (candle 0.11's CUDA layer) rejects toolkits newer than
 # it knows, and PTX from a newer nvcc cannot be loaded by a 13.0 driver. The
@@ -50,7 +56,7 @@ FORCE=0
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
-    -h|--help) sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup-cuda.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -223,10 +229,13 @@ _clip_depth_cuda_add LIBRARY_PATH prepend "$CLIP_DEPTH_CUDA_LIB"
 _clip_depth_cuda_add LD_LIBRARY_PATH prepend "$CLIP_DEPTH_CUDA_LIB"
 
 # Is a real driver library (libcuda.so.1) installed? Prints yes or nothing.
+# (No pipe into grep -q: under pipefail an early exit would read as "absent".)
 _clip_depth_cuda_driver() {
-  if { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libcuda\.so\.1 '; then
-    echo yes; return
-  fi
+  _clip_depth_cuda_cache="$(ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null || true)"
+  case "$_clip_depth_cuda_cache" in
+    *"libcuda.so.1 "*) unset _clip_depth_cuda_cache; echo yes; return ;;
+  esac
+  unset _clip_depth_cuda_cache
   if [ -e /usr/lib/wsl/lib/libcuda.so.1 ]; then echo yes; return; fi
   printf '%s\n' "${LD_LIBRARY_PATH:-}" | tr ':' '\n' | while IFS= read -r _d; do
     if [ -n "$_d" ] && [ "$_d" != "$CLIP_DEPTH_CUDA_STUB_DIR" ] && [ -e "$_d/libcuda.so.1" ]; then
@@ -250,7 +259,7 @@ if [ "$CLIP_DEPTH_CUDA_STUB_ACTIVE" = 1 ]; then
   _clip_depth_cuda_add LD_LIBRARY_PATH append "$CLIP_DEPTH_CUDA_STUB_DIR"
 else
   # A driver: make sure the stub does not shadow it (e.g. env.sh sourced twice).
-  LD_LIBRARY_PATH="$(printf '%s' "$LD_LIBRARY_PATH" | tr ':' '\n' | grep -v -x -F "$CLIP_DEPTH_CUDA_STUB_DIR" | paste -sd: -)"
+  LD_LIBRARY_PATH="$(printf '%s' "$LD_LIBRARY_PATH" | tr ':' '\n' | { grep -v -x -F "$CLIP_DEPTH_CUDA_STUB_DIR" || true; } | paste -sd: -)"
   export LD_LIBRARY_PATH
 fi
 unset -f _clip_depth_cuda_add _clip_depth_cuda_driver

@@ -53,7 +53,7 @@ typedef int CUresult;
 #define CUDA_ERROR_STUB_LIBRARY 34
 #define CUDA_ERROR_NO_DEVICE 100
 
-#define STUB_NOTE " (no NVIDIA driver found: libcuda.so.1 is clip_depth_ros's link stub)"
+#define STUB_NOTE " (no NVIDIA driver found: libcuda.so.1 is the clip_depth_ros link stub)"
 
 #define EXPORT __attribute__((visibility("default")))
 
