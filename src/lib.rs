@@ -17,5 +17,5 @@ pub mod ros_image;
 
 pub use error::{Error, Result};
 pub use image_view::{ImageView, PixelFormat};
-pub use device::{DeviceSpec, ModelDType};
+pub use device::{tune_cpu_runtime, DeviceSpec, ModelDType};
 pub use estimator::{DepthEstimator, DepthMap, ModelFiles, StageTimings};

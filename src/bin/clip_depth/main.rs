@@ -27,6 +27,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    clip_depth_ros::tune_cpu_runtime();
     // A bug must still end in one readable line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = info

@@ -27,6 +27,7 @@ use worker::{Outputs, Worker};
 const NODE_NAME: &str = "clip_depth";
 
 fn main() -> ExitCode {
+    clip_depth_ros::tune_cpu_runtime();
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
