@@ -2,7 +2,9 @@
 # The project's test command (CI runs exactly this):
 #   1. sets up ROS 2 Jazzy from PyPI wheels (idempotent, scripts/setup-ros.sh),
 #   2. builds everything, runs the Rust tests (library, parity, loaders, CLI),
-#   3. runs the end-to-end tests of clip_depth_node against an rclpy peer.
+#   3. compiles the CUDA build (toolkit from PyPI wheels; no GPU needed) and
+#      checks that --device cuda:0 fails with one clear line without a driver,
+#   4. runs the end-to-end tests of clip_depth_node against an rclpy peer.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -18,6 +20,10 @@ cargo test --all-targets
 
 echo "== cargo build (no ROS): the library and CLI build without ROS"
 cargo build --no-default-features --bin clip_depth
+
+echo "== CUDA build (compile only: no GPU here)"
+bash scripts/setup-cuda.sh
+bash scripts/build-cuda.sh
 
 echo "== end-to-end: clip_depth_node with an rclpy peer"
 export CLIP_DEPTH_ROS_REQUIRED=1
