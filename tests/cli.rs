@@ -424,3 +424,22 @@ fn several_inputs_run_as_one_batch_each_at_its_own_size() {
     let mismatched = clip_depth(&args[..args.len() - 1]);
     assert_user_error("inputs without outputs", &mismatched, &["2 inputs", "1 --output"]);
 }
+
+#[test]
+fn a_random_checkpoint_loads_strictly_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("random.safetensors");
+    let made = clip_depth(&[
+        "random-checkpoint", "--config", CONFIG, "--clip-config", CLIP_CONFIG, "--output", &ckpt.display().to_string(),
+    ]);
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    let checked = clip_depth(&["inspect", &ckpt.display().to_string(), "--config", CONFIG, "--clip-config", CLIP_CONFIG]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stdout);
+    assert!(checked.stdout.contains("check: all"), "{}", checked.stdout);
+    let out = dir.path().join("d.npy");
+    let run = infer(&out, &[("--checkpoint", &ckpt.display().to_string())]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let random = read_npy(&out).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let trained_like = golden(tiny_clip().join("expected/depth_640x480.npy"));
+    assert!(rel_max_diff(&random, &trained_like) > 1e-2, "other weights gave the fixture's depth");
+}

@@ -170,3 +170,41 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args, Debug)]
+pub struct RandomCheckpointArgs {
+    /// Training YAML for the decoder (default: the official settings).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Backbone HF config.json (default: --preset).
+    #[arg(long)]
+    clip_config: Option<PathBuf>,
+    #[arg(long, default_value = "openai/clip-vit-base-patch16")]
+    preset: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to write the .safetensors file.
+    #[arg(long)]
+    output: PathBuf,
+}
+
+pub fn write_random_checkpoint(args: RandomCheckpointArgs) -> Result<ExitCode> {
+    let decoder = match &args.config {
+        Some(path) => DecoderConfig::from_yaml_file(path)?,
+        None => DecoderConfig::default(),
+    };
+    let backbone = match &args.clip_config {
+        Some(path) => BackboneConfig::from_json_file(path)?,
+        None => BackboneConfig::from_preset(&args.preset)
+            .with_context(|| format!("unknown preset {:?} ({})", args.preset, BackboneConfig::PRESETS.join(", ")))?,
+    };
+    let dict = random_state_dict(&backbone, &decoder, args.seed)?;
+    candle_core::safetensors::save(dict.tensors(), &args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    println!(
+        "{} random tensors written to {} (NOT trained: for timing and plumbing only)",
+        dict.tensors().len(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

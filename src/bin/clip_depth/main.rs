@@ -24,6 +24,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List a checkpoint's tensors, infer its architecture, report mismatches.
     Inspect(inspect::InspectArgs),
+    /// Write a random-weight checkpoint of a given architecture (official
+    /// names, .safetensors), to exercise the node or a pipeline at full size.
+    RandomCheckpoint(bench::RandomCheckpointArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Infer(args) => infer::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::RandomCheckpoint(args) => bench::write_random_checkpoint(args),
     };
     match result {
         Ok(code) => code,
