@@ -34,6 +34,20 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
+/// Makes a panic (a bug, never user data) print one readable line,
+/// `<program>: internal error: ...`, instead of a backtrace.
+pub fn one_line_panics(program: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        eprintln!("{program}: internal error: {}", msg.replace('\n', " "));
+    }));
+}
+
 fn first_line(e: &candle_core::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().trim().to_string()
 }

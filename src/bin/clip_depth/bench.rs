@@ -63,19 +63,30 @@ fn load(args: &BenchArgs) -> Result<(DepthEstimator, &'static str)> {
         };
         return Ok((model.load()?, "checkpoint"));
     }
-    let decoder = match &args.config {
-        Some(path) => DecoderConfig::from_yaml_file(path)?,
-        None => DecoderConfig::default(),
-    };
-    let backbone = match &args.clip_config {
-        Some(path) => BackboneConfig::from_json_file(path)?,
-        None => BackboneConfig::from_preset(&args.preset)
-            .with_context(|| format!("unknown preset {:?} ({})", args.preset, BackboneConfig::PRESETS.join(", ")))?,
-    };
+    let (backbone, decoder) = architecture(args.config.as_deref(), args.clip_config.as_deref(), &args.preset)?;
     let device = args.device.open()?;
     let vb = random_state_dict(&backbone, &decoder, 0)?.into_var_builder(args.dtype.0, &device);
     let model = SpaceClip::new(vb, &backbone, &decoder)?;
     Ok((DepthEstimator::from_model(model, device, args.dtype.0, args.preset.clone()), "random"))
+}
+
+/// The architecture of random weights: the training YAML (or the official
+/// defaults) and an HF config (or a preset).
+fn architecture(
+    config: Option<&std::path::Path>,
+    clip_config: Option<&std::path::Path>,
+    preset: &str,
+) -> Result<(BackboneConfig, DecoderConfig)> {
+    let decoder = match config {
+        Some(path) => DecoderConfig::from_yaml_file(path)?,
+        None => DecoderConfig::default(),
+    };
+    let backbone = match clip_config {
+        Some(path) => BackboneConfig::from_json_file(path)?,
+        None => BackboneConfig::from_preset(preset)
+            .with_context(|| format!("unknown preset {preset:?} ({})", BackboneConfig::PRESETS.join(", ")))?,
+    };
+    Ok((backbone, decoder))
 }
 
 /// min / median / p95 of a sample, in ms.
@@ -189,15 +200,7 @@ pub struct RandomCheckpointArgs {
 }
 
 pub fn write_random_checkpoint(args: RandomCheckpointArgs) -> Result<ExitCode> {
-    let decoder = match &args.config {
-        Some(path) => DecoderConfig::from_yaml_file(path)?,
-        None => DecoderConfig::default(),
-    };
-    let backbone = match &args.clip_config {
-        Some(path) => BackboneConfig::from_json_file(path)?,
-        None => BackboneConfig::from_preset(&args.preset)
-            .with_context(|| format!("unknown preset {:?} ({})", args.preset, BackboneConfig::PRESETS.join(", ")))?,
-    };
+    let (backbone, decoder) = architecture(args.config.as_deref(), args.clip_config.as_deref(), &args.preset)?;
     let dict = random_state_dict(&backbone, &decoder, args.seed)?;
     candle_core::safetensors::save(dict.tensors(), &args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;

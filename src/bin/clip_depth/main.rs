@@ -31,16 +31,7 @@ enum Command {
 
 fn main() -> ExitCode {
     clip_depth_ros::tune_cpu_runtime();
-    // A bug must still end in one readable line, not a backtrace.
-    std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        eprintln!("clip_depth: internal error: {}", msg.replace('\n', " "));
-    }));
+    clip_depth_ros::error::one_line_panics("clip_depth");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Infer(args) => infer::run(args),

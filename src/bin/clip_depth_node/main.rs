@@ -28,15 +28,7 @@ const NODE_NAME: &str = "clip_depth";
 
 fn main() -> ExitCode {
     clip_depth_ros::tune_cpu_runtime();
-    std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        eprintln!("clip_depth_node: internal error: {}", msg.replace('\n', " "));
-    }));
+    clip_depth_ros::error::one_line_panics("clip_depth_node");
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
