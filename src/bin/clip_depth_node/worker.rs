@@ -298,6 +298,10 @@ impl Worker {
     }
 
     fn publish<T: r2r::WrappedTypesupport + 'static>(&self, publisher: &Publisher<T>, msg: &T) {
+        // After shutdown the node is gone: a late frame is dropped quietly.
+        if self.shared.shutting_down() {
+            return;
+        }
         if let Err(e) = publisher.publish(msg) {
             r2r::log_error!(&self.logger, "publish failed: {e}");
         }
