@@ -1,6 +1,7 @@
 //! SPACE-CLIP monocular metric depth with candle, plus the pure geometry a
 //! ROS depth node needs. Nothing in this library depends on ROS.
 
+pub mod bilinear;
 pub mod colormap;
 pub mod config;
 pub mod device;

@@ -4,31 +4,9 @@
 //! clamp to the depth range fused into the same pass. On the CPU this is
 //! one pass over the output instead of candle's resize, clamp and copy.
 
-/// Per output coordinate: the two source indices and their weights.
-struct Axis {
-    i0: Vec<usize>,
-    i1: Vec<usize>,
-    w1: Vec<f32>,
-}
+use crate::bilinear::resize_plane;
 
-impl Axis {
-    fn new(in_size: usize, out_size: usize) -> Self {
-        let scale = in_size as f32 / out_size as f32;
-        let mut axis = Axis { i0: Vec::with_capacity(out_size), i1: Vec::with_capacity(out_size), w1: Vec::with_capacity(out_size) };
-        for d in 0..out_size {
-            let src = (scale * (d as f32 + 0.5) - 0.5).max(0.0);
-            let i0 = (src as usize).min(in_size - 1);
-            let i1 = if i0 + 1 < in_size { i0 + 1 } else { i0 };
-            axis.i0.push(i0);
-            axis.i1.push(i1);
-            axis.w1.push(src - i0 as f32);
-        }
-        axis
-    }
-}
-
-/// Resizes a row-major `in_w` x `in_h` map to `out_w` x `out_h`, clamping
-/// every value to `[lo, hi]`.
+/// `src` (in_h x in_w) resized to out_w x out_h and clamped to [lo, hi].
 pub fn resize_bilinear_clamped(
     src: &[f32],
     in_w: usize,
@@ -38,29 +16,8 @@ pub fn resize_bilinear_clamped(
     lo: f32,
     hi: f32,
 ) -> Vec<f32> {
-    assert_eq!(src.len(), in_w * in_h, "source size");
-    let xs = Axis::new(in_w, out_w);
-    let ys = Axis::new(in_h, out_h);
-    // Each source row interpolated along x once, reused by every output row
-    // that reads it.
-    let mut rows = vec![0f32; in_h * out_w];
-    for (y, row) in rows.chunks_exact_mut(out_w).enumerate() {
-        let s = &src[y * in_w..(y + 1) * in_w];
-        for (x, out) in row.iter_mut().enumerate() {
-            let w1 = xs.w1[x];
-            *out = (1.0 - w1) * s[xs.i0[x]] + w1 * s[xs.i1[x]];
-        }
-    }
     let mut out = vec![0f32; out_w * out_h];
-    for (y, row) in out.chunks_exact_mut(out_w).enumerate() {
-        let w1 = ys.w1[y];
-        let w0 = 1.0 - w1;
-        let r0 = &rows[ys.i0[y] * out_w..(ys.i0[y] + 1) * out_w];
-        let r1 = &rows[ys.i1[y] * out_w..(ys.i1[y] + 1) * out_w];
-        for ((o, a), b) in row.iter_mut().zip(r0).zip(r1) {
-            *o = (w0 * a + w1 * b).clamp(lo, hi);
-        }
-    }
+    resize_plane(src, in_w, in_h, &mut out, out_w, out_h, &mut Vec::new(), |v| v.clamp(lo, hi));
     out
 }
 

@@ -1,31 +1,38 @@
 //! Convolution for the decoder. On the CPU in f32, 3x3 'same' convs skip
-//! im2col: each of the 9 taps is one GEMM over the zero-padded input read
-//! at a shifted offset (rows of the padded plane are contiguous, so a shift
-//! of the whole plane is a shift of every pixel), accumulated in place;
-//! bias and ReLU are applied while cropping the border. im2col writes 9x
-//! the input and dominated the decoder's time. Elsewhere (CUDA, f16,
-//! other kernels) candle's own conv runs.
+//! im2col: a direct AVX-512 kernel where the CPU has one, else one GEMM per
+//! kernel tap over the zero-padded input read at a shifted offset (rows of
+//! the padded plane are contiguous, so a shift of the whole plane is a shift
+//! of every pixel), accumulated in place. 1x1 convs are one GEMM. Bias,
+//! ReLU and the decoder's skip gate are applied in the pass that writes the
+//! output. Elsewhere (CUDA, f16) candle's own conv runs.
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
+
+use super::conv3x3_avx512::{self, Direct3x3, READ_SLACK};
+use super::gemm_cpu::{matmul, MatRef};
+use super::layers::contiguous_f32;
 
 /// A conv with 'same' padding and a bias, optionally fused with ReLU.
 #[derive(Debug, Clone)]
 pub struct Conv {
     inner: candle_nn::Conv2d,
-    fast: Option<Arc<CpuConv3x3>>,
+    fast: Option<Arc<CpuConv>>,
 }
 
 impl Conv {
     pub fn new(inner: candle_nn::Conv2d) -> Result<Self> {
         let w = inner.weight();
+        let cfg = inner.config();
+        let plain = w.device().is_cpu()
+            && w.dtype() == DType::F32
+            && cfg.stride == 1
+            && cfg.groups == 1
+            && cfg.dilation == 1;
         let fast = match (w.dims4()?, inner.bias()) {
-            ((c_out, c_in, 3, 3), Some(bias))
-                if w.device().is_cpu() && w.dtype() == DType::F32 && inner.config().padding == 1
-                    && inner.config().stride == 1 && inner.config().groups == 1 && inner.config().dilation == 1 =>
-            {
-                Some(Arc::new(CpuConv3x3::new(w, bias, c_in, c_out)?))
+            ((c_out, c_in, k, _), Some(bias)) if plain && matches!((k, cfg.padding), (3, 1) | (1, 0)) => {
+                Some(Arc::new(CpuConv::new(w, bias, c_in, c_out, k)?))
             }
             _ => None,
         };
@@ -41,10 +48,21 @@ impl Conv {
         self.run(x, true)
     }
 
+    /// `skip * (1 + sigmoid(conv(x)))`: the decoder's skip gate, in one
+    /// pass over the output where the fast path runs.
+    pub fn forward_gate(&self, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
+        match &self.fast {
+            Some(op) if is_cpu_f32(x) && is_cpu_f32(skip) => {
+                x.contiguous()?.apply_op2_no_bwd(&skip.contiguous()?, &CpuGateCall(op.clone()))
+            }
+            _ => skip.mul(&(candle_nn::ops::sigmoid(&self.inner.forward(x)?)? + 1.0)?),
+        }
+    }
+
     fn run(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         match &self.fast {
-            Some(op) if x.device().is_cpu() && x.dtype() == DType::F32 => {
-                let op = CpuConv3x3Call { conv: op.clone(), relu };
+            Some(op) if is_cpu_f32(x) => {
+                let op = CpuConvCall { conv: op.clone(), relu };
                 x.contiguous()?.apply_op1_no_bwd(&op)
             }
             _ => {
@@ -59,36 +77,77 @@ impl Conv {
     }
 }
 
-/// Weights rearranged once at load: `taps[t]` is the (C_out, C_in) matrix
-/// of kernel position t = 3 ky + kx.
+fn is_cpu_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// Weights rearranged once at load for the kernel that will run them.
 #[derive(Debug)]
-pub struct CpuConv3x3 {
+enum Kernel {
+    /// The direct AVX-512 3x3 kernel.
+    Direct(Direct3x3),
+    /// 3x3 as one GEMM per tap: `taps[t]` is the (C_out, C_in) matrix of
+    /// kernel position t = 3 ky + kx.
+    Taps(Vec<f32>),
+    /// 1x1: the (C_out, C_in) matrix.
+    Pointwise(Vec<f32>),
+}
+
+#[derive(Debug)]
+pub struct CpuConv {
     c_in: usize,
     c_out: usize,
-    taps: Vec<f32>,
+    kernel: Kernel,
     bias: Vec<f32>,
 }
 
-impl CpuConv3x3 {
-    fn new(weight: &Tensor, bias: &Tensor, c_in: usize, c_out: usize) -> Result<Self> {
-        let w = weight.flatten_all()?.to_vec1::<f32>()?;
-        let mut taps = vec![0f32; 9 * c_out * c_in];
-        for co in 0..c_out {
-            for ci in 0..c_in {
-                for t in 0..9 {
-                    taps[(t * c_out + co) * c_in + ci] = w[(co * c_in + ci) * 9 + t];
-                }
-            }
-        }
-        Ok(Self { c_in, c_out, taps, bias: bias.to_vec1::<f32>()? })
+/// Scratch buffers of one call.
+#[derive(Default)]
+struct Scratch {
+    padded: Vec<f32>,
+    acc: Vec<f32>,
+}
+
+impl CpuConv {
+    fn new(weight: &Tensor, bias: &Tensor, c_in: usize, c_out: usize, k: usize) -> Result<Self> {
+        Self::with_kernel(weight, bias, c_in, c_out, k, conv3x3_avx512::available())
     }
 
-    /// One image: `x` (C_in, H, W) -> `out` (C_out, H, W).
-    fn image(&self, x: &[f32], h: usize, w: usize, relu: bool, padded: &mut Vec<f32>, acc: &mut Vec<f32>, out: &mut [f32]) {
+    fn with_kernel(weight: &Tensor, bias: &Tensor, c_in: usize, c_out: usize, k: usize, direct: bool) -> Result<Self> {
+        let w = weight.flatten_all()?.to_vec1::<f32>()?;
+        let bias = bias.to_vec1::<f32>()?;
+        let kernel = if k == 1 {
+            Kernel::Pointwise(w)
+        } else if direct {
+            Kernel::Direct(Direct3x3::new(&w, bias.clone(), c_in, c_out))
+        } else {
+            let mut taps = vec![0f32; 9 * c_out * c_in];
+            for co in 0..c_out {
+                for ci in 0..c_in {
+                    for t in 0..9 {
+                        taps[(t * c_out + co) * c_in + ci] = w[(co * c_in + ci) * 9 + t];
+                    }
+                }
+            }
+            Kernel::Taps(taps)
+        };
+        Ok(Self { c_in, c_out, kernel, bias })
+    }
+
+    /// One image: `x` (C_in, H, W) -> `out` (C_out, H, W). Returns whether
+    /// bias and ReLU were applied; the 1x1 kernel leaves them (and the gate)
+    /// to the caller's epilogue.
+    fn image(&self, x: &[f32], h: usize, w: usize, relu: bool, scratch: &mut Scratch, out: &mut [f32]) -> bool {
+        if let Kernel::Pointwise(wt) = &self.kernel {
+            let lhs = MatRef::dense(wt, self.c_out, self.c_in);
+            matmul(lhs, MatRef::dense(x, self.c_in, h * w), out, h * w, false);
+            return false;
+        }
         let (wp, hp) = (w + 2, h + 2);
         let plane = wp * hp;
+        let padded = &mut scratch.padded;
         padded.clear();
-        padded.resize(self.c_in * plane, 0.0);
+        padded.resize(self.c_in * plane + READ_SLACK, 0.0);
         for ci in 0..self.c_in {
             for y in 0..h {
                 let src = &x[(ci * h + y) * w..(ci * h + y + 1) * w];
@@ -96,46 +155,32 @@ impl CpuConv3x3 {
                 padded[dst..dst + w].copy_from_slice(src);
             }
         }
+        match &self.kernel {
+            Kernel::Direct(direct) => direct.run(padded, h, w, relu, out),
+            Kernel::Taps(taps) => self.tap_gemms(taps, padded, h, w, relu, &mut scratch.acc, out),
+            Kernel::Pointwise(_) => unreachable!("handled above"),
+        }
+        true
+    }
+
+    /// The 3x3 conv as 9 GEMMs over the padded input, then bias and ReLU
+    /// while cropping the border columns.
+    #[allow(clippy::too_many_arguments)]
+    fn tap_gemms(&self, taps: &[f32], padded: &[f32], h: usize, w: usize, relu: bool, acc: &mut Vec<f32>, out: &mut [f32]) {
+        let wp = w + 2;
+        let plane = wp * (h + 2);
         // Output position j = y * wp + x covers every pixel (and junk in
         // the border columns, dropped below).
         let len = (h - 1) * wp + w;
         acc.clear();
         acc.resize(self.c_out * len, 0.0);
-        let threads = candle_core::utils::get_num_threads();
-        let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        let per_tap = self.c_out * self.c_in;
         for t in 0..9 {
             let (ky, kx) = (t / 3, t % 3);
             // Input index of output j for this tap: j + ky * wp + kx.
-            let rhs_offset = ky * wp + kx;
-            let lhs = &self.taps[t * self.c_out * self.c_in..(t + 1) * self.c_out * self.c_in];
-            // SAFETY: dst is c_out x len (row stride len); lhs is c_out x
-            // c_in (row stride c_in); rhs is c_in x len starting at
-            // rhs_offset in each padded plane (row stride plane). The largest
-            // rhs index is (c_in-1)*plane + rhs_offset + len - 1
-            // = (c_in-1)*plane + (2 wp + 2) + (h-1) wp + w - 1 < c_in * plane.
-            unsafe {
-                gemm::gemm(
-                    self.c_out,
-                    len,
-                    self.c_in,
-                    acc.as_mut_ptr(),
-                    1,
-                    len as isize,
-                    t > 0,
-                    lhs.as_ptr(),
-                    1,
-                    self.c_in as isize,
-                    padded.as_ptr().add(rhs_offset),
-                    1,
-                    plane as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
+            let lhs = MatRef::dense(&taps[t * per_tap..(t + 1) * per_tap], self.c_out, self.c_in);
+            let rhs = MatRef::new(&padded[ky * wp + kx..], self.c_in, len, plane);
+            matmul(lhs, rhs, acc, len, t > 0);
         }
         for co in 0..self.c_out {
             let b = self.bias[co];
@@ -154,34 +199,82 @@ impl CpuConv3x3 {
             }
         }
     }
+
+    /// Runs every image of `x` (B, C_in, H, W); `epilogue(channel, bias,
+    /// plane, image index)` finishes each output plane the kernel left raw.
+    fn batch(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+        relu: bool,
+        mut epilogue: impl FnMut(usize, f32, &mut [f32], usize),
+    ) -> Result<(Vec<f32>, Shape)> {
+        let (b, c, h, w) = layout.shape().dims4()?;
+        if c != self.c_in {
+            candle_core::bail!("conv: input has {c} channels, weights expect {}", self.c_in);
+        }
+        let x = contiguous_f32(storage, layout, "conv input")?;
+        let mut out = vec![0f32; b * self.c_out * h * w];
+        let mut scratch = Scratch::default();
+        for (i, (xi, oi)) in x.chunks_exact(c * h * w).zip(out.chunks_exact_mut(self.c_out * h * w)).enumerate() {
+            if !self.image(xi, h, w, relu, &mut scratch, oi) {
+                for (co, plane) in oi.chunks_exact_mut(h * w).enumerate() {
+                    epilogue(co, self.bias[co], plane, i);
+                }
+            }
+        }
+        Ok((out, Shape::from((b, self.c_out, h, w))))
+    }
 }
 
-struct CpuConv3x3Call {
-    conv: Arc<CpuConv3x3>,
+struct CpuConvCall {
+    conv: Arc<CpuConv>,
     relu: bool,
 }
 
-impl CustomOp1 for CpuConv3x3Call {
+impl CustomOp1 for CpuConvCall {
     fn name(&self) -> &'static str {
-        "conv3x3-same-f32"
+        "conv-same-f32"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, c, h, w) = layout.shape().dims4()?;
-        let conv = &self.conv;
-        if c != conv.c_in {
-            candle_core::bail!("conv3x3: input has {c} channels, weights expect {}", conv.c_in);
+        let relu = self.relu;
+        let (out, shape) = self.conv.batch(storage, layout, relu, |_, b, plane, _| {
+            if relu {
+                plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+            } else {
+                plane.iter_mut().for_each(|v| *v += b);
+            }
+        })?;
+        Ok((CpuStorage::F32(out), shape))
+    }
+}
+
+/// (x, skip) -> skip * (1 + sigmoid(conv(x) + bias)).
+struct CpuGateCall(Arc<CpuConv>);
+
+impl CustomOp2 for CpuGateCall {
+    fn name(&self) -> &'static str {
+        "conv-gate-f32"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, _, h, w) = l1.shape().dims4()?;
+        if l2.shape().dims4()? != (b, self.0.c_out, h, w) {
+            candle_core::bail!("gate: skip is {:?}, the gate conv gives ({b}, {}, {h}, {w})", l2.shape(), self.0.c_out);
         }
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("conv3x3: input must be contiguous");
-        };
-        let x = &storage.as_slice::<f32>()?[start..end];
-        let mut out = vec![0f32; b * conv.c_out * h * w];
-        let (mut padded, mut acc) = (Vec::new(), Vec::new());
-        for (xi, oi) in x.chunks_exact(c * h * w).zip(out.chunks_exact_mut(conv.c_out * h * w)) {
-            conv.image(xi, h, w, self.relu, &mut padded, &mut acc, oi);
+        if !matches!(self.0.kernel, Kernel::Pointwise(_)) {
+            candle_core::bail!("gate: only a 1x1 conv can gate a skip");
         }
-        Ok((CpuStorage::F32(out), Shape::from((b, conv.c_out, h, w))))
+        let skip = contiguous_f32(s2, l2, "gate skip")?;
+        let per_image = self.0.c_out * h * w;
+        let (out, shape) = self.0.batch(s1, l1, false, |co, bias, plane, i| {
+            let s = &skip[i * per_image + co * h * w..i * per_image + (co + 1) * h * w];
+            for (g, &s) in plane.iter_mut().zip(s) {
+                *g = s * (1.0 + 1.0 / (1.0 + (-(*g + bias)).exp()));
+            }
+        })?;
+        Ok((CpuStorage::F32(out), shape))
     }
 }
 
@@ -190,24 +283,39 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// Both 3x3 kernels (where the CPU has AVX-512) and the 1x1 kernel
+    /// against candle's conv, plain, with ReLU and as a gate.
     #[test]
-    fn fast_path_equals_candle_conv() {
+    fn fast_paths_equal_candle_conv() {
         let dev = Device::Cpu;
-        for (b, c_in, c_out, h, w) in [(1, 3, 5, 7, 9), (2, 8, 4, 1, 1), (1, 16, 16, 28, 28), (1, 4, 2, 2, 13)] {
-            let x = Tensor::randn(0f32, 1.0, (b, c_in, h, w), &dev).unwrap();
-            let wt = Tensor::randn(0f32, 1.0, (c_out, c_in, 3, 3), &dev).unwrap();
-            let bias = Tensor::randn(0f32, 1.0, c_out, &dev).unwrap();
-            let cfg = candle_nn::Conv2dConfig { padding: 1, ..Default::default() };
-            let inner = candle_nn::Conv2d::new(wt, Some(bias), cfg);
-            let reference = inner.forward(&x).unwrap();
-            let conv = Conv::new(inner).unwrap();
-            assert!(conv.fast.is_some());
-            let ours = conv.forward(&x).unwrap();
-            let diff = (ours - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff < 1e-4, "{b}x{c_in}x{h}x{w}: {diff}");
-            let ours = conv.forward_relu(&x).unwrap();
-            let diff = (ours - reference.relu().unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff < 1e-4, "relu {b}x{c_in}x{h}x{w}: {diff}");
+        let shapes = [(1, 3, 5, 7, 9), (2, 8, 4, 1, 1), (1, 16, 16, 28, 28), (1, 4, 2, 2, 13), (2, 5, 17, 9, 50)];
+        for k in [1, 3] {
+            for (b, c_in, c_out, h, w) in shapes {
+                let x = Tensor::randn(0f32, 1.0, (b, c_in, h, w), &dev).unwrap();
+                let wt = Tensor::randn(0f32, 1.0, (c_out, c_in, k, k), &dev).unwrap();
+                let bias = Tensor::randn(0f32, 1.0, c_out, &dev).unwrap();
+                let cfg = candle_nn::Conv2dConfig { padding: k / 2, ..Default::default() };
+                let inner = candle_nn::Conv2d::new(wt.clone(), Some(bias.clone()), cfg);
+                let reference = inner.forward(&x).unwrap();
+                let skip = Tensor::randn(0f32, 1.0, reference.shape(), &dev).unwrap();
+                let gated = skip.mul(&(candle_nn::ops::sigmoid(&reference).unwrap() + 1.0).unwrap()).unwrap();
+                let kernels: &[bool] = if k == 3 && conv3x3_avx512::available() { &[true, false] } else { &[false] };
+                for &direct in kernels {
+                    let fast = CpuConv::with_kernel(&wt, &bias, c_in, c_out, k, direct).unwrap();
+                    let conv = Conv { inner: inner.clone(), fast: Some(Arc::new(fast)) };
+                    let case = format!("k{k} direct {direct} {b}x{c_in}->{c_out}x{h}x{w}");
+                    assert!(max_diff(&conv.forward(&x).unwrap(), &reference) < 1e-4, "{case}");
+                    assert!(max_diff(&conv.forward_relu(&x).unwrap(), &reference.relu().unwrap()) < 1e-4, "relu {case}");
+                    if k == 1 {
+                        assert!(max_diff(&conv.forward_gate(&x, &skip).unwrap(), &gated) < 1e-5, "gate {case}");
+                    }
+                }
+                assert!(Conv::new(inner).unwrap().fast.is_some());
+            }
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Small building blocks shared by the backbone and the decoder.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
 use super::conv::Conv;
+use super::conv_transpose::ConvTranspose2x2;
 
 use crate::config::Activation;
 
@@ -72,10 +73,10 @@ struct CpuLinear {
     act: Option<Activation>,
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("linear: {what} must be contiguous"),
+        None => candle_core::bail!("{what} must be contiguous"),
     }
 }
 
@@ -98,9 +99,9 @@ impl CustomOp3 for CpuLinear {
         if k != wk {
             candle_core::bail!("linear: input has {k} features, weights expect {wk}");
         }
-        let x = contiguous_f32(xs, xl, "input")?;
-        let w = contiguous_f32(ws, wl, "weight")?;
-        let bias = contiguous_f32(bs, bl, "bias")?;
+        let x = contiguous_f32(xs, xl, "linear input")?;
+        let w = contiguous_f32(ws, wl, "linear weight")?;
+        let bias = contiguous_f32(bs, bl, "linear bias")?;
         let mut out = Vec::with_capacity(m * n);
         for _ in 0..m {
             out.extend_from_slice(bias);
@@ -197,30 +198,66 @@ pub fn conv2d_bn(
 }
 
 /// ConvTranspose2d(k = 2, s = 2) with bias: the decoder's x2 upsampler.
-pub fn conv_transpose2x2(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<ConvTranspose2d> {
-    let weight = vb.get((c_in, c_out, 2, 2), "weight")?;
-    let bias = vb.get(c_out, "bias")?;
-    let cfg = ConvTranspose2dConfig { stride: 2, ..Default::default() };
-    Ok(ConvTranspose2d::new(weight, Some(bias), cfg))
+pub fn conv_transpose2x2(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<ConvTranspose2x2> {
+    ConvTranspose2x2::new(vb.get((c_in, c_out, 2, 2), "weight")?, vb.get(c_out, "bias")?)
 }
 
 /// Bilinear resize (align_corners = false, no antialias), as PyTorch's
 /// `F.interpolate(mode="bilinear")`; a no-op when the size already matches.
+/// On the CPU in f32 the planes are resampled in parallel by
+/// [`crate::bilinear`] (separable; candle's CPU resize is per-pixel).
 pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     let (_, _, xh, xw) = x.dims4()?;
     if (xh, xw) == (h, w) {
         Ok(x.clone())
+    } else if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1_no_bwd(&CpuResizeBilinear { h, w })
     } else {
         x.upsample_bilinear2d(h, w, false)
     }
 }
 
-/// `x * (1 + sigmoid(gate))`: the decoder's skip gating.
-pub fn gate(x: &Tensor, gate_logits: &Tensor) -> Result<Tensor> {
-    x.mul(&(candle_nn::ops::sigmoid(gate_logits)? + 1.0)?)
+struct CpuResizeBilinear {
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp1 for CpuResizeBilinear {
+    fn name(&self) -> &'static str {
+        "resize-bilinear-f32"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        use rayon::prelude::*;
+        let (b, c, in_h, in_w) = layout.shape().dims4()?;
+        let x = contiguous_f32(storage, layout, "resize input")?;
+        let (h, w) = (self.h, self.w);
+        let mut out = vec![0f32; b * c * h * w];
+        out.par_chunks_exact_mut(h * w).zip(x.par_chunks_exact(in_h * in_w)).for_each_init(Vec::new, |rows, (o, s)| {
+            crate::bilinear::resize_plane(s, in_w, in_h, o, w, h, rows, |v| v)
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
+    }
 }
 
 /// Softmax over the last dimension.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     candle_nn::ops::softmax_last_dim(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn cpu_resize_equals_candle_resize() {
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 14, 9), &Device::Cpu).unwrap();
+        for (h, w) in [(28, 18), (224, 224), (5, 4), (14, 30), (1, 1)] {
+            let reference = x.upsample_bilinear2d(h, w, false).unwrap();
+            let ours = resize_bilinear(&x, h, w).unwrap();
+            let diff = (ours - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-5, "{h}x{w}: {diff}");
+        }
+    }
 }

@@ -4,6 +4,9 @@
 mod attention_cpu;
 mod clip_vision;
 mod conv;
+mod conv3x3_avx512;
+mod conv_transpose;
+mod gemm_cpu;
 mod decoder;
 mod encoder;
 mod patch_embedding;

@@ -2,17 +2,18 @@
 //! pair is folded into one conv at load, dropout is the identity.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{ConvTranspose2d, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::model::conv::Conv;
+use crate::model::conv_transpose::ConvTranspose2x2;
 
-use crate::model::layers::{conv2d, conv2d_bn, conv_transpose2x2, gate, resize_bilinear};
+use crate::model::layers::{conv2d, conv2d_bn, conv_transpose2x2, resize_bilinear};
 
 /// `Up(i, o)`: ConvTranspose2d(k2, s2) -> Conv3x3 -> BN -> ReLU
 /// (`upsample`, `conv.0`, `conv.1`).
 #[derive(Debug, Clone)]
 pub struct UpBlock {
-    upsample: ConvTranspose2d,
+    upsample: ConvTranspose2x2,
     conv: Conv,
 }
 
@@ -115,10 +116,10 @@ impl MainBlock {
     pub fn forward(&self, low: &Tensor, skip_clip: &Tensor, skip_struct: Option<&Tensor>) -> Result<Tensor> {
         let up = self.upsample_low.forward(low)?;
         let (_, _, h, w) = up.dims4()?;
-        let skip_clip = gate(&resize_bilinear(skip_clip, h, w)?, &self.skip_clip_gate.forward(&up)?)?;
+        let skip_clip = self.skip_clip_gate.forward_gate(&up, &resize_bilinear(skip_clip, h, w)?)?;
         let fused = match (&self.skip_struct_gate, skip_struct) {
             (Some(g), Some(s)) => {
-                let s = gate(&resize_bilinear(s, h, w)?, &g.forward(&up)?)?;
+                let s = g.forward_gate(&up, &resize_bilinear(s, h, w)?)?;
                 Tensor::cat(&[&up, &skip_clip, &s], 1)?
             }
             (None, None) => Tensor::cat(&[&up, &skip_clip], 1)?,
