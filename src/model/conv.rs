@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 
-use super::conv3x3_avx512::{self, Direct3x3, READ_SLACK};
+use super::avx512::{self, Direct3x3, READ_SLACK};
 use super::gemm_cpu::{matmul, MatRef};
 use super::layers::contiguous_f32;
 
@@ -25,8 +25,11 @@ impl Conv {
     pub fn new(inner: candle_nn::Conv2d) -> Result<Self> {
         let w = inner.weight();
         let cfg = inner.config();
+        // Only real weights get a fast path: the name recorder hands out
+        // broadcast (non-contiguous) zeros.
         let plain = w.device().is_cpu()
             && w.dtype() == DType::F32
+            && w.is_contiguous()
             && cfg.stride == 1
             && cfg.groups == 1
             && cfg.dilation == 1;
@@ -110,7 +113,7 @@ struct Scratch {
 
 impl CpuConv {
     fn new(weight: &Tensor, bias: &Tensor, c_in: usize, c_out: usize, k: usize) -> Result<Self> {
-        Self::with_kernel(weight, bias, c_in, c_out, k, conv3x3_avx512::available())
+        Self::with_kernel(weight, bias, c_in, c_out, k, avx512::available())
     }
 
     fn with_kernel(weight: &Tensor, bias: &Tensor, c_in: usize, c_out: usize, k: usize, direct: bool) -> Result<Self> {
@@ -303,7 +306,7 @@ mod tests {
                 let reference = inner.forward(&x).unwrap();
                 let skip = Tensor::randn(0f32, 1.0, reference.shape(), &dev).unwrap();
                 let gated = skip.mul(&(candle_nn::ops::sigmoid(&reference).unwrap() + 1.0).unwrap()).unwrap();
-                let kernels: &[bool] = if k == 3 && conv3x3_avx512::available() { &[true, false] } else { &[false] };
+                let kernels: &[bool] = if k == 3 && avx512::available() { &[true, false] } else { &[false] };
                 for &direct in kernels {
                     let fast = CpuConv::with_kernel(&wt, &bias, c_in, c_out, k, direct).unwrap();
                     let conv = Conv { inner: inner.clone(), fast: Some(Arc::new(fast)) };

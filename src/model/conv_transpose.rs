@@ -21,7 +21,7 @@ impl ConvTranspose2x2 {
     /// `weight` (C_in, C_out, 2, 2) as PyTorch stores it.
     pub fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
         let (c_in, c_out, _, _) = weight.dims4()?;
-        let fast = if weight.device().is_cpu() && weight.dtype() == DType::F32 {
+        let fast = if weight.device().is_cpu() && weight.dtype() == DType::F32 && weight.is_contiguous() {
             Some(Arc::new(CpuConvTranspose2x2::new(&weight, &bias, c_in, c_out)?))
         } else {
             None

@@ -1,8 +1,11 @@
 //! Small building blocks shared by the backbone and the decoder.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
+use super::avx512::{self, PackedLinear};
 use super::conv::Conv;
 use super::conv_transpose::ConvTranspose2x2;
 
@@ -14,8 +17,10 @@ use crate::config::Activation;
 /// candle would spend extra passes on the bias add and the activation.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// (out, in), as stored.
-    weight: Tensor,
+    /// (out, in), as stored; `None` once packed for the AVX-512 kernel
+    /// (the model would otherwise hold its weights twice).
+    weight: Option<Tensor>,
+    packed: Option<Arc<PackedLinear>>,
     bias: Tensor,
     act: Option<Activation>,
 }
@@ -26,7 +31,14 @@ impl Linear {
             Some(b) => b,
             None => Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?,
         };
-        Ok(Self { weight, bias, act: None })
+        let (n, k) = weight.dims2()?;
+        // Only real weights are packed: the name recorder hands out
+        // broadcast (non-contiguous) zeros.
+        if avx512::available() && is_cpu_f32(&weight) && weight.is_contiguous() {
+            let packed = PackedLinear::new(&weight.flatten_all()?.to_vec1::<f32>()?, n, k);
+            return Ok(Self { weight: None, packed: Some(Arc::new(packed)), bias: bias.contiguous()?, act: None });
+        }
+        Ok(Self { weight: Some(weight), packed: None, bias, act: None })
     }
 
     pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
@@ -42,29 +54,65 @@ impl Linear {
     }
 }
 
+fn is_cpu_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
-        let x2 = x.reshape((rows, in_dim))?;
-        let fast = x.device().is_cpu()
-            && x.dtype() == DType::F32
-            && self.weight.dtype() == DType::F32
-            && self.weight.is_contiguous()
-            && self.bias.is_contiguous();
-        let y = if fast {
-            x2.contiguous()?.apply_op3_no_bwd(&self.weight, &self.bias, &CpuLinear { act: self.act })?
-        } else {
-            let y = x2.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
-            match self.act {
-                Some(act) => activation(&y, act)?,
-                None => y,
+        let x2 = x.reshape((rows, in_dim))?.contiguous()?;
+        let (y, out_dim) = match (&self.packed, &self.weight) {
+            (Some(packed), _) => {
+                if !is_cpu_f32(x) {
+                    candle_core::bail!("linear: weights packed for the CPU in f32, input is {:?} on {:?}", x.dtype(), x.device());
+                }
+                let op = CpuPackedLinear { weights: packed.clone(), act: self.act };
+                (x2.apply_op2_no_bwd(&self.bias, &op)?, packed.out_features())
             }
+            (None, Some(weight)) => {
+                let fast = is_cpu_f32(x) && weight.dtype() == DType::F32 && weight.is_contiguous() && self.bias.is_contiguous();
+                let y = if fast {
+                    x2.apply_op3_no_bwd(weight, &self.bias, &CpuLinear { act: self.act })?
+                } else {
+                    let y = x2.matmul(&weight.t()?)?.broadcast_add(&self.bias)?;
+                    match self.act {
+                        Some(act) => activation(&y, act)?,
+                        None => y,
+                    }
+                };
+                (y, weight.dim(0)?)
+            }
+            (None, None) => unreachable!("a Linear keeps its weights in one form or the other"),
         };
         let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().unwrap() = self.weight.dim(0)?;
+        *out_dims.last_mut().unwrap() = out_dim;
         y.reshape(out_dims)
+    }
+}
+
+/// [`Linear`] with weights packed for the AVX-512 kernel: (x, bias) ->
+/// act(x W^T + b).
+struct CpuPackedLinear {
+    weights: Arc<PackedLinear>,
+    act: Option<Activation>,
+}
+
+impl CustomOp2 for CpuPackedLinear {
+    fn name(&self) -> &'static str {
+        "linear-packed-f32"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (m, _) = xl.shape().dims2()?;
+        let n = self.weights.out_features();
+        let x = contiguous_f32(xs, xl, "linear input")?;
+        let bias = contiguous_f32(bs, bl, "linear bias")?;
+        let mut out = vec![0f32; m * n];
+        self.weights.forward(x, m, bias, &mut out);
+        Ok((CpuStorage::F32(apply_activation(out, m, n, self.act)?), Shape::from((m, n))))
     }
 }
 
@@ -120,22 +168,27 @@ impl CustomOp3 for CpuLinear {
                 1.0, 1.0, false, false, false, parallelism,
             );
         }
-        match self.act {
-            Some(Activation::QuickGelu) => out.iter_mut().for_each(|v| *v /= 1.0 + (-1.702 * *v).exp()),
-            Some(Activation::Relu) => out.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Some(Activation::GeluTanh) => out.iter_mut().for_each(|v| {
-                let x = *v;
-                *v = 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh());
-            }),
-            Some(Activation::Gelu) => {
-                // No f32 erf in std: exact GELU goes through candle.
-                let t = Tensor::from_vec(out, (m, n), &candle_core::Device::Cpu)?.gelu_erf()?;
-                return Ok((CpuStorage::F32(t.flatten_all()?.to_vec1::<f32>()?), Shape::from((m, n))));
-            }
-            None => {}
-        }
-        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+        Ok((CpuStorage::F32(apply_activation(out, m, n, self.act)?), Shape::from((m, n))))
     }
+}
+
+/// The activation applied in place over a GEMM's (m x n) output.
+fn apply_activation(mut out: Vec<f32>, m: usize, n: usize, act: Option<Activation>) -> Result<Vec<f32>> {
+    match act {
+        Some(Activation::QuickGelu) => out.iter_mut().for_each(|v| *v /= 1.0 + (-1.702 * *v).exp()),
+        Some(Activation::Relu) => out.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Some(Activation::GeluTanh) => out.iter_mut().for_each(|v| {
+            let x = *v;
+            *v = 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh());
+        }),
+        Some(Activation::Gelu) => {
+            // No f32 erf in std: exact GELU goes through candle.
+            let t = Tensor::from_vec(out, (m, n), &candle_core::Device::Cpu)?.gelu_erf()?;
+            return t.flatten_all()?.to_vec1::<f32>();
+        }
+        None => {}
+    }
+    Ok(out)
 }
 
 pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<candle_nn::LayerNorm> {

@@ -2,9 +2,9 @@
 //! several layers, and the dual-pathway decoder with FiLM conditioning.
 
 mod attention_cpu;
+mod avx512;
 mod clip_vision;
 mod conv;
-mod conv3x3_avx512;
 mod conv_transpose;
 mod gemm_cpu;
 mod decoder;

@@ -1,4 +1,4 @@
-//! A direct 3x3 'same' convolution for x86-64 CPUs with AVX-512 (f32).
+//! A direct 3x3 'same' convolution (f32).
 //!
 //! The decoder's convs are thin (32-256 channels) over large maps, where a
 //! GEMM per kernel tap re-reads and re-writes its accumulator nine times and
@@ -10,6 +10,8 @@
 
 use rayon::prelude::*;
 
+use super::{available, OutPtr};
+
 /// Output channels per register block.
 const R: usize = 8;
 /// 16-lane vectors of output pixels per register block.
@@ -19,18 +21,6 @@ const PX: usize = 16 * V;
 /// Floats a block may read past the last padded plane (its junk tail).
 pub const READ_SLACK: usize = PX + 16;
 
-/// Whether this CPU can run the kernel.
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Weights laid out for the kernel: `[c_out / R][c_in][9][R]`, output
 /// channels zero-padded to a multiple of R.
 #[derive(Debug)]
@@ -39,22 +29,6 @@ pub struct Direct3x3 {
     c_out: usize,
     weights: Vec<f32>,
     bias: Vec<f32>,
-}
-
-/// The output buffer shared by the parallel tasks; each writes a disjoint
-/// set of pixels.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint elements (distinct pixel blocks).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// A method (not field access) so closures capture the whole Send
-    /// wrapper rather than the raw pointer inside it.
-    fn at(self, index: usize) -> *mut f32 {
-        self.0.wrapping_add(index)
-    }
 }
 
 impl Direct3x3 {
