@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 
-use super::avx512::{self, Direct3x3, READ_SLACK};
+use super::avx512::{self, winograd_plane, Direct3x3, Winograd3x3, READ_SLACK, WINOGRAD_READ_SLACK};
 use super::gemm_cpu::{matmul, MatRef};
 use super::layers::contiguous_f32;
 
@@ -89,6 +89,8 @@ fn is_cpu_f32(x: &Tensor) -> bool {
 enum Kernel {
     /// The direct AVX-512 3x3 kernel.
     Direct(Direct3x3),
+    /// Winograd F(2x2, 3x3) with AVX-512.
+    Winograd(Winograd3x3),
     /// 3x3 as one GEMM per tap: `taps[t]` is the (C_out, C_in) matrix of
     /// kernel position t = 3 ky + kx.
     Taps(Vec<f32>),
@@ -104,6 +106,14 @@ pub struct CpuConv {
     bias: Vec<f32>,
 }
 
+/// Which 3x3 kernel to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choice {
+    Winograd,
+    Direct,
+    Taps,
+}
+
 /// Scratch buffers of one call.
 #[derive(Default)]
 struct Scratch {
@@ -113,16 +123,23 @@ struct Scratch {
 
 impl CpuConv {
     fn new(weight: &Tensor, bias: &Tensor, c_in: usize, c_out: usize, k: usize) -> Result<Self> {
-        Self::with_kernel(weight, bias, c_in, c_out, k, avx512::available())
+        let choice = match (avx512::available(), std::env::var("CLIP_DEPTH_CONV3X3").as_deref()) {
+            (true, Ok("direct")) => Choice::Direct,
+            (true, _) => Choice::Winograd,
+            (false, _) => Choice::Taps,
+        };
+        Self::with_kernel(weight, bias, c_in, c_out, k, choice)
     }
 
-    fn with_kernel(weight: &Tensor, bias: &Tensor, c_in: usize, c_out: usize, k: usize, direct: bool) -> Result<Self> {
+    fn with_kernel(weight: &Tensor, bias: &Tensor, c_in: usize, c_out: usize, k: usize, choice: Choice) -> Result<Self> {
         let w = weight.flatten_all()?.to_vec1::<f32>()?;
         let bias = bias.to_vec1::<f32>()?;
         let kernel = if k == 1 {
             Kernel::Pointwise(w)
-        } else if direct {
+        } else if choice == Choice::Direct {
             Kernel::Direct(Direct3x3::new(&w, bias.clone(), c_in, c_out))
+        } else if choice == Choice::Winograd {
+            Kernel::Winograd(Winograd3x3::new(&w, bias.clone(), c_in, c_out))
         } else {
             let mut taps = vec![0f32; 9 * c_out * c_in];
             for co in 0..c_out {
@@ -146,11 +163,14 @@ impl CpuConv {
             matmul(lhs, MatRef::dense(x, self.c_in, h * w), out, h * w, false);
             return false;
         }
-        let (wp, hp) = (w + 2, h + 2);
+        let ((hp, wp), slack) = match self.kernel {
+            Kernel::Winograd(_) => (winograd_plane(h, w), WINOGRAD_READ_SLACK),
+            _ => ((h + 2, w + 2), READ_SLACK),
+        };
         let plane = wp * hp;
         let padded = &mut scratch.padded;
         padded.clear();
-        padded.resize(self.c_in * plane + READ_SLACK, 0.0);
+        padded.resize(self.c_in * plane + slack, 0.0);
         for ci in 0..self.c_in {
             for y in 0..h {
                 let src = &x[(ci * h + y) * w..(ci * h + y + 1) * w];
@@ -160,6 +180,7 @@ impl CpuConv {
         }
         match &self.kernel {
             Kernel::Direct(direct) => direct.run(padded, h, w, relu, out),
+            Kernel::Winograd(winograd) => winograd.run(padded, h, w, relu, out),
             Kernel::Taps(taps) => self.tap_gemms(taps, padded, h, w, relu, &mut scratch.acc, out),
             Kernel::Pointwise(_) => unreachable!("handled above"),
         }
@@ -295,7 +316,7 @@ mod tests {
     #[test]
     fn fast_paths_equal_candle_conv() {
         let dev = Device::Cpu;
-        let shapes = [(1, 3, 5, 7, 9), (2, 8, 4, 1, 1), (1, 16, 16, 28, 28), (1, 4, 2, 2, 13), (2, 5, 17, 9, 50)];
+        let shapes = [(1, 3, 5, 7, 9), (2, 8, 4, 1, 1), (1, 16, 16, 28, 28), (1, 4, 2, 2, 13), (2, 5, 17, 9, 50), (1, 33, 9, 36, 70)];
         for k in [1, 3] {
             for (b, c_in, c_out, h, w) in shapes {
                 let x = Tensor::randn(0f32, 1.0, (b, c_in, h, w), &dev).unwrap();
@@ -306,11 +327,11 @@ mod tests {
                 let reference = inner.forward(&x).unwrap();
                 let skip = Tensor::randn(0f32, 1.0, reference.shape(), &dev).unwrap();
                 let gated = skip.mul(&(candle_nn::ops::sigmoid(&reference).unwrap() + 1.0).unwrap()).unwrap();
-                let kernels: &[bool] = if k == 3 && avx512::available() { &[true, false] } else { &[false] };
-                for &direct in kernels {
-                    let fast = CpuConv::with_kernel(&wt, &bias, c_in, c_out, k, direct).unwrap();
+                let kernels: &[Choice] = if avx512::available() { &[Choice::Winograd, Choice::Direct, Choice::Taps] } else { &[Choice::Taps] };
+                for &choice in kernels {
+                    let fast = CpuConv::with_kernel(&wt, &bias, c_in, c_out, k, choice).unwrap();
                     let conv = Conv { inner: inner.clone(), fast: Some(Arc::new(fast)) };
-                    let case = format!("k{k} direct {direct} {b}x{c_in}->{c_out}x{h}x{w}");
+                    let case = format!("k{k} {choice:?} {b}x{c_in}->{c_out}x{h}x{w}");
                     assert!(max_diff(&conv.forward(&x).unwrap(), &reference) < 1e-4, "{case}");
                     assert!(max_diff(&conv.forward_relu(&x).unwrap(), &reference.relu().unwrap()) < 1e-4, "relu {case}");
                     if k == 1 {

@@ -6,9 +6,11 @@
 
 mod conv3x3;
 mod linear;
+mod winograd;
 
 pub use conv3x3::{Direct3x3, READ_SLACK};
 pub use linear::PackedLinear;
+pub use winograd::{padded_plane as winograd_plane, Winograd3x3, WINOGRAD_READ_SLACK};
 
 /// Whether this CPU can run the kernels (and `CLIP_DEPTH_NO_AVX512` is not
 /// set, which selects the portable paths, e.g. to compare them).
