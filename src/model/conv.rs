@@ -293,10 +293,7 @@ impl CustomOp2 for CpuGateCall {
         let skip = contiguous_f32(s2, l2, "gate skip")?;
         let per_image = self.0.c_out * h * w;
         let (out, shape) = self.0.batch(s1, l1, false, |co, bias, plane, i| {
-            let s = &skip[i * per_image + co * h * w..i * per_image + (co + 1) * h * w];
-            for (g, &s) in plane.iter_mut().zip(s) {
-                *g = s * (1.0 + 1.0 / (1.0 + (-(*g + bias)).exp()));
-            }
+            avx512::gate_in_place(plane, &skip[i * per_image + co * h * w..i * per_image + (co + 1) * h * w], bias);
         })?;
         Ok((CpuStorage::F32(out), shape))
     }

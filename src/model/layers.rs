@@ -5,7 +5,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
-use super::avx512::{self, PackedLinear};
+use super::avx512::{self, Epilogue, PackedLinear};
 use super::conv::Conv;
 use super::conv_transpose::ConvTranspose2x2;
 
@@ -111,8 +111,14 @@ impl CustomOp2 for CpuPackedLinear {
         let x = contiguous_f32(xs, xl, "linear input")?;
         let bias = contiguous_f32(bs, bl, "linear bias")?;
         let mut out = vec![0f32; m * n];
-        self.weights.forward(x, m, bias, &mut out);
-        Ok((CpuStorage::F32(apply_activation(out, m, n, self.act)?), Shape::from((m, n))))
+        let (epilogue, rest) = match self.act {
+            None => (Epilogue::None, None),
+            Some(Activation::Relu) => (Epilogue::Relu, None),
+            Some(Activation::QuickGelu) => (Epilogue::QuickGelu, None),
+            Some(other) => (Epilogue::None, Some(other)),
+        };
+        self.weights.forward(x, m, bias, epilogue, &mut out);
+        Ok((CpuStorage::F32(apply_activation(out, m, n, rest)?), Shape::from((m, n))))
     }
 }
 

@@ -38,8 +38,8 @@ impl PackedLinear {
         self.n
     }
 
-    /// `out` (m x n) = `x` (m x k) W^T + `bias`.
-    pub fn forward(&self, x: &[f32], m: usize, bias: &[f32], out: &mut [f32]) {
+    /// `out` (m x n) = `epilogue(x (m x k) W^T + bias)`.
+    pub fn forward(&self, x: &[f32], m: usize, bias: &[f32], epilogue: Epilogue, out: &mut [f32]) {
         let (n, k) = (self.n, self.k);
         assert!(x.len() == m * k && out.len() == m * n && bias.len() == n, "linear: operand sizes");
         assert!(available(), "linear: AVX-512 kernel called on a CPU without AVX-512");
@@ -56,19 +56,55 @@ impl PackedLinear {
                 // Rows past m repeat the last row; their results are dropped.
                 let rows: [*const f32; R] = std::array::from_fn(|r| x[(m0 + r).min(m - 1) * k..].as_ptr());
                 // SAFETY: AVX-512 checked above; every row pointer has k
-                // floats after it and the panel holds k * NB.
-                unsafe { kernel(&rows, k, panel.as_ptr(), &mut tile) };
-                for r in 0..R.min(m - m0) {
-                    let base = (m0 + r) * n + n0;
-                    for (c, (&t, &b)) in tile[r * NB..r * NB + cols].iter().zip(&bias[n0..n0 + cols]).enumerate() {
-                        // SAFETY: (m0 + r, n0 + c) is inside out and only
-                        // this task writes panel p's columns.
-                        unsafe { *out_ptr.at(base + c) = t + b };
+                // floats after it and the panel holds k * NB; the stored
+                // rows (m0 + r < m) and columns (n0 + c < n) are inside out
+                // and only this task writes panel p's columns.
+                unsafe {
+                    kernel(&rows, k, panel.as_ptr(), &mut tile);
+                    for r in 0..R.min(m - m0) {
+                        let dst = out_ptr.at((m0 + r) * n + n0);
+                        store_row(&tile[r * NB..(r + 1) * NB], &bias[n0..n0 + cols], epilogue, dst);
                     }
                 }
             }
         });
     }
+}
+
+/// What is applied to `x W^T + b` as it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    None,
+    Relu,
+    /// `x * sigmoid(1.702 x)`, CLIP's activation.
+    QuickGelu,
+}
+
+/// Writes `epilogue(acc + bias)` for `bias.len()` columns to `dst`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_row(acc: &[f32], bias: &[f32], epilogue: Epilogue, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    for c0 in (0..bias.len()).step_by(16) {
+        let lanes = (bias.len() - c0).min(16);
+        let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+        let b = _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(c0));
+        let mut v = _mm512_add_ps(_mm512_loadu_ps(acc.as_ptr().add(c0)), b);
+        v = match epilogue {
+            Epilogue::None => v,
+            Epilogue::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+            Epilogue::QuickGelu => {
+                let e = super::exp(_mm512_mul_ps(v, _mm512_set1_ps(-1.702)));
+                _mm512_div_ps(v, _mm512_add_ps(e, _mm512_set1_ps(1.0)))
+            }
+        };
+        _mm512_mask_storeu_ps(dst.add(c0), mask, v);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn store_row(_: &[f32], _: &[f32], _: Epilogue, _: *mut f32) {
+    unreachable!("the AVX-512 kernel is only selected on x86-64")
 }
 
 /// `tile[r][c]` = sum over kk of `rows[r][kk] * panel[kk][c]`.
@@ -113,12 +149,20 @@ mod tests {
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 23) as f32 * 0.1 - 1.0).collect();
             let w: Vec<f32> = (0..n * k).map(|i| ((i * 104_729) % 19) as f32 * 0.1 - 0.9).collect();
             let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
-            let mut out = vec![0f32; m * n];
-            PackedLinear::new(&w, n, k).forward(&x, m, &bias, &mut out);
-            for i in 0..m {
-                for o in 0..n {
-                    let want: f32 = (0..k).map(|kk| x[i * k + kk] * w[o * k + kk]).sum::<f32>() + bias[o];
-                    assert!((out[i * n + o] - want).abs() < 1e-4, "{m}x{n}x{k} at ({i}, {o})");
+            let linear = PackedLinear::new(&w, n, k);
+            for epilogue in [Epilogue::None, Epilogue::Relu, Epilogue::QuickGelu] {
+                let mut out = vec![0f32; m * n];
+                linear.forward(&x, m, &bias, epilogue, &mut out);
+                for i in 0..m {
+                    for o in 0..n {
+                        let y: f32 = (0..k).map(|kk| x[i * k + kk] * w[o * k + kk]).sum::<f32>() + bias[o];
+                        let want = match epilogue {
+                            Epilogue::None => y,
+                            Epilogue::Relu => y.max(0.0),
+                            Epilogue::QuickGelu => y / (1.0 + (-1.702 * y).exp()),
+                        };
+                        assert!((out[i * n + o] - want).abs() < 1e-4 * (1.0 + want.abs()), "{epilogue:?} {m}x{n}x{k} at ({i}, {o})");
+                    }
                 }
             }
         }
