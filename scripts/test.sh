@@ -18,6 +18,9 @@ bash scripts/setup-ros.sh
 echo "== cargo test (library, parity with the PyTorch reference, loaders, CLI, node units)"
 cargo test --all-targets
 
+echo "== cargo test again on the portable CPU paths (as on a CPU without AVX-512)"
+CLIP_DEPTH_NO_AVX512=1 cargo test --lib --test parity --test dtypes --test weights
+
 echo "== cargo build (no ROS): the library and CLI build without ROS"
 cargo build --no-default-features --bin clip_depth
 

@@ -1,16 +1,16 @@
 //! Convolution for the decoder. On the CPU in f32, 3x3 'same' convs skip
-//! im2col: a direct AVX-512 kernel where the CPU has one, else one GEMM per
-//! kernel tap over the zero-padded input read at a shifted offset (rows of
-//! the padded plane are contiguous, so a shift of the whole plane is a shift
-//! of every pixel), accumulated in place. 1x1 convs are one GEMM. Bias,
-//! ReLU and the decoder's skip gate are applied in the pass that writes the
-//! output. Elsewhere (CUDA, f16) candle's own conv runs.
+//! im2col: Winograd F(2x2, 3x3) where the CPU has AVX-512, else one GEMM
+//! per kernel tap over the zero-padded input read at a shifted offset (rows
+//! of the padded plane are contiguous, so a shift of the whole plane is a
+//! shift of every pixel), accumulated in place. 1x1 convs are one GEMM.
+//! Bias, ReLU and the decoder's skip gate are applied in the pass that
+//! writes the output. Elsewhere (CUDA, f16) candle's own conv runs.
 
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 
-use super::avx512::{self, winograd_plane, Direct3x3, Winograd3x3, READ_SLACK, WINOGRAD_READ_SLACK};
+use super::avx512::{self, winograd_plane, Winograd3x3, WINOGRAD_READ_SLACK};
 use super::gemm_cpu::{matmul, MatRef};
 use super::layers::contiguous_f32;
 
@@ -87,8 +87,6 @@ fn is_cpu_f32(x: &Tensor) -> bool {
 /// Weights rearranged once at load for the kernel that will run them.
 #[derive(Debug)]
 enum Kernel {
-    /// The direct AVX-512 3x3 kernel.
-    Direct(Direct3x3),
     /// Winograd F(2x2, 3x3) with AVX-512.
     Winograd(Winograd3x3),
     /// 3x3 as one GEMM per tap: `taps[t]` is the (C_out, C_in) matrix of
@@ -110,7 +108,6 @@ pub struct CpuConv {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Choice {
     Winograd,
-    Direct,
     Taps,
 }
 
@@ -123,11 +120,7 @@ struct Scratch {
 
 impl CpuConv {
     fn new(weight: &Tensor, bias: &Tensor, c_in: usize, c_out: usize, k: usize) -> Result<Self> {
-        let choice = match (avx512::available(), std::env::var("CLIP_DEPTH_CONV3X3").as_deref()) {
-            (true, Ok("direct")) => Choice::Direct,
-            (true, _) => Choice::Winograd,
-            (false, _) => Choice::Taps,
-        };
+        let choice = if avx512::available() { Choice::Winograd } else { Choice::Taps };
         Self::with_kernel(weight, bias, c_in, c_out, k, choice)
     }
 
@@ -136,8 +129,6 @@ impl CpuConv {
         let bias = bias.to_vec1::<f32>()?;
         let kernel = if k == 1 {
             Kernel::Pointwise(w)
-        } else if choice == Choice::Direct {
-            Kernel::Direct(Direct3x3::new(&w, bias.clone(), c_in, c_out))
         } else if choice == Choice::Winograd {
             Kernel::Winograd(Winograd3x3::new(&w, bias.clone(), c_in, c_out))
         } else {
@@ -163,14 +154,14 @@ impl CpuConv {
             matmul(lhs, MatRef::dense(x, self.c_in, h * w), out, h * w, false);
             return false;
         }
-        let ((hp, wp), slack) = match self.kernel {
-            Kernel::Winograd(_) => (winograd_plane(h, w), WINOGRAD_READ_SLACK),
-            _ => ((h + 2, w + 2), READ_SLACK),
+        let (hp, wp) = match self.kernel {
+            Kernel::Winograd(_) => winograd_plane(h, w),
+            _ => (h + 2, w + 2),
         };
         let plane = wp * hp;
         let padded = &mut scratch.padded;
         padded.clear();
-        padded.resize(self.c_in * plane + slack, 0.0);
+        padded.resize(self.c_in * plane + WINOGRAD_READ_SLACK, 0.0);
         for ci in 0..self.c_in {
             for y in 0..h {
                 let src = &x[(ci * h + y) * w..(ci * h + y + 1) * w];
@@ -179,7 +170,6 @@ impl CpuConv {
             }
         }
         match &self.kernel {
-            Kernel::Direct(direct) => direct.run(padded, h, w, relu, out),
             Kernel::Winograd(winograd) => winograd.run(padded, h, w, relu, out),
             Kernel::Taps(taps) => self.tap_gemms(taps, padded, h, w, relu, &mut scratch.acc, out),
             Kernel::Pointwise(_) => unreachable!("handled above"),
@@ -324,7 +314,7 @@ mod tests {
                 let reference = inner.forward(&x).unwrap();
                 let skip = Tensor::randn(0f32, 1.0, reference.shape(), &dev).unwrap();
                 let gated = skip.mul(&(candle_nn::ops::sigmoid(&reference).unwrap() + 1.0).unwrap()).unwrap();
-                let kernels: &[Choice] = if avx512::available() { &[Choice::Winograd, Choice::Direct, Choice::Taps] } else { &[Choice::Taps] };
+                let kernels: &[Choice] = if avx512::available() { &[Choice::Winograd, Choice::Taps] } else { &[Choice::Taps] };
                 for &choice in kernels {
                     let fast = CpuConv::with_kernel(&wt, &bias, c_in, c_out, k, choice).unwrap();
                     let conv = Conv { inner: inner.clone(), fast: Some(Arc::new(fast)) };

@@ -1,14 +1,13 @@
 //! f32 kernels for x86-64 CPUs with AVX-512, where the model's hot loops
-//! beat a general GEMM: each keeps a block of 8 x 48 outputs in 24 vector
+//! beat a general GEMM: each keeps a block of 8 x 16-48 outputs in vector
 //! registers for its whole reduction, reading weights laid out for it at
-//! load, so nothing is packed or re-read per call. Chosen at load when the
-//! CPU has AVX-512F; elsewhere the model uses GEMM-based paths.
+//! load, so nothing is packed or re-read per call, and applies bias and
+//! activation as it stores. Chosen at load when the CPU has AVX-512F;
+//! elsewhere the model uses GEMM-based paths.
 
-mod conv3x3;
 mod linear;
 mod winograd;
 
-pub use conv3x3::{Direct3x3, READ_SLACK};
 pub use linear::{Epilogue, PackedLinear};
 
 pub use winograd::{padded_plane as winograd_plane, Winograd3x3, WINOGRAD_READ_SLACK};
