@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::image_view::ImageView;
 use crate::model::SpaceClip;
 use crate::postprocess::resize_bilinear_clamped;
+use crate::device_preprocess::DevicePreprocessor;
 use crate::preprocess::Preprocessor;
 use crate::weights::{expected_tensors, StateDict};
 
@@ -100,6 +101,9 @@ pub struct DepthMap {
 pub struct DepthEstimator {
     model: SpaceClip,
     preprocessor: Preprocessor,
+    /// Set when preprocessing runs on the model's device (the default on
+    /// a GPU); otherwise frames are preprocessed on the CPU, bit-exactly.
+    device_preprocessor: Option<DevicePreprocessor>,
     device: Device,
     dtype: DType,
     name: String,
@@ -140,7 +144,18 @@ impl DepthEstimator {
     /// Wraps an already built model (its weights must be on `device`).
     pub fn from_model(model: SpaceClip, device: Device, dtype: DType, name: String) -> Self {
         let preprocessor = Preprocessor::for_backbone(model.backbone_config());
-        Self { model, preprocessor, device, dtype, name }
+        let device_preprocessor = (!device.is_cpu()).then(|| DevicePreprocessor::for_backbone(model.backbone_config()));
+        Self { model, preprocessor, device_preprocessor, device, dtype, name }
+    }
+
+    /// Preprocess on the model's device (on by default on a GPU) or on the
+    /// CPU (the default there, and bit-exact with Pillow).
+    pub fn set_device_preprocessing(&mut self, on: bool) {
+        self.device_preprocessor = on.then(|| DevicePreprocessor::for_backbone(self.model.backbone_config()));
+    }
+
+    pub fn device_preprocessing(&self) -> bool {
+        self.device_preprocessor.is_some()
     }
 
     pub fn model(&self) -> &SpaceClip {
@@ -207,7 +222,11 @@ impl DepthEstimator {
         }
         let mut timings = StageTimings::default();
         let t = Instant::now();
-        let pixels = self.preprocess(images)?.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let pixels = match &self.device_preprocessor {
+            Some(on_device) if !images.is_empty() => on_device.process_batch(images, &self.device)?,
+            _ => self.preprocess(images)?.to_device(&self.device)?,
+        };
+        let pixels = pixels.to_dtype(self.dtype)?;
         self.sync()?;
         timings.preprocess = t.elapsed();
 

@@ -5,6 +5,8 @@ pub mod bilinear;
 pub mod colormap;
 pub mod config;
 pub mod device;
+pub mod device_memory;
+pub mod device_preprocess;
 pub mod error;
 pub mod estimator;
 pub mod geometry;

@@ -12,7 +12,7 @@
 use crate::image_view::ImageView;
 
 /// Fixed-point fraction bits of the 8-bit path (32 - 8 - 2).
-const PRECISION_BITS: u32 = 22;
+pub const PRECISION_BITS: u32 = 22;
 /// Half-width of the bicubic kernel at scale 1.
 const SUPPORT: f64 = 2.0;
 
@@ -76,6 +76,22 @@ impl Taps {
         let w = &self.weights[i * self.width..i * self.width + self.counts[i]];
         (self.starts[i], w)
     }
+}
+
+/// Pillow's bicubic taps from `in_size` to `out_size` samples as a dense
+/// (in_size x out_size) matrix of its fixed-point weights (integers, in
+/// units of 2^-[`PRECISION_BITS`]): `row (1 x in) * matrix` is one pass
+/// before Pillow's rounding. For resizing with matrix products.
+pub fn tap_matrix_transposed(in_size: usize, out_size: usize) -> Vec<i32> {
+    let taps = Taps::new(in_size, out_size);
+    let mut m = vec![0; in_size * out_size];
+    for o in 0..out_size {
+        let (start, w) = taps.of(o);
+        for (k, &wk) in w.iter().enumerate() {
+            m[(start + k) * out_size + o] = wk;
+        }
+    }
+    m
 }
 
 #[inline]

@@ -11,6 +11,7 @@ use clap::Args;
 use clip_depth_ros::config::{BackboneConfig, DecoderConfig};
 use clip_depth_ros::model::SpaceClip;
 use clip_depth_ros::weights::random_state_dict;
+use clip_depth_ros::device_memory;
 use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, ModelDType, PixelFormat, StageTimings};
 
 use crate::infer::{parse_size, ModelArgs};
@@ -49,6 +50,16 @@ pub struct BenchArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
+    /// Where frames are preprocessed: `device` (tensor ops on the model's
+    /// device, the default on a GPU) or `cpu` (the default on the CPU).
+    #[arg(long)]
+    preprocess_on: Option<PreprocessOn>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreprocessOn {
+    Cpu,
+    Device,
 }
 
 fn load(args: &BenchArgs) -> Result<(DepthEstimator, &'static str)> {
@@ -106,7 +117,10 @@ fn peak_rss_mib() -> Option<f64> {
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     anyhow::ensure!(args.iters > 0, "--iters must be at least 1");
     anyhow::ensure!(args.batch.iter().all(|&b| b > 0), "--batch sizes must be at least 1");
-    let (estimator, weights) = load(&args)?;
+    let (mut estimator, weights) = load(&args)?;
+    if let Some(on) = args.preprocess_on {
+        estimator.set_device_preprocessing(on == PreprocessOn::Device);
+    }
     let batches = if !args.batch.is_empty() {
         args.batch.clone()
     } else if args.device == DeviceSpec::Cpu {
@@ -124,6 +138,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut results = Vec::new();
     for &batch in &batches {
         let views = vec![view; batch];
+        device_memory::reset_peak(estimator.device());
         for _ in 0..args.warmup {
             estimator.estimate_batch(&views, (w, h))?;
         }
@@ -142,7 +157,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             ("total", ms(|t| t.total())),
         ];
         let fps = batch as f64 * 1e3 / stages[4].1[1];
-        results.push((batch, stages, fps));
+        results.push((batch, stages, fps, device_memory::peak_mib(estimator.device())));
     }
     let peak = peak_rss_mib();
     let cfg = estimator.model().backbone_config();
@@ -156,9 +171,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             "size": [w, h],
             "iters": args.iters,
             "peak_host_memory_mib": peak,
-            "results": results.iter().map(|(batch, stages, fps)| serde_json::json!({
+            "preprocess_on": if estimator.device_preprocessing() { "device" } else { "cpu" },
+            "results": results.iter().map(|(batch, stages, fps, device_peak)| serde_json::json!({
                 "batch": batch,
                 "frames_per_s": fps,
+                "peak_device_memory_mib": device_peak,
                 "stages_ms": stages.iter().map(|(name, [min, med, p95])| (name.to_string(), serde_json::json!({"min": min, "median": med, "p95": p95}))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
         });
@@ -166,15 +183,27 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "clip_depth bench: {} weights, backbone hidden {} x {} layers, patch {}, input {}; {w}x{h} frames; device {}, dtype {}, {threads} threads; {} iterations after {} warm-up",
-        weights, cfg.hidden_size, cfg.num_hidden_layers, cfg.patch_size, cfg.image_size, args.device, args.dtype, args.iters, args.warmup
+        "clip_depth bench: {} weights, backbone hidden {} x {} layers, patch {}, input {}; {w}x{h} frames, preprocessed on the {}; device {}, dtype {}, {threads} threads; {} iterations after {} warm-up",
+        weights,
+        cfg.hidden_size,
+        cfg.num_hidden_layers,
+        cfg.patch_size,
+        cfg.image_size,
+        if estimator.device_preprocessing() { "device" } else { "cpu" },
+        args.device,
+        args.dtype,
+        args.iters,
+        args.warmup
     );
     println!("{:>5} {:<11} {:>9} {:>9} {:>9}", "batch", "stage", "min ms", "median", "p95");
-    for (batch, stages, fps) in &results {
+    for (batch, stages, fps, device_peak) in &results {
         for (name, [min, med, p95]) in stages {
             println!("{batch:>5} {name:<11} {min:>9.2} {med:>9.2} {p95:>9.2}");
         }
         println!("{batch:>5} {:<11} {fps:>9.2}", "frames/s");
+        if let Some(peak) = device_peak {
+            println!("{batch:>5} {:<11} {peak:>9.0} MiB (device pool)", "peak memory");
+        }
     }
     if let Some(peak) = peak {
         println!("peak host memory: {peak:.0} MiB");
