@@ -87,6 +87,18 @@ impl Default for ModelDType {
     }
 }
 
+/// Process-wide CPU settings, to call first thing in `main` (before any
+/// thread exists). candle's element-wise worker pool busy-waits 25 000
+/// spins after each operation before parking; on a small machine those
+/// spinning workers take cores from the matmuls that follow (measured on 2
+/// cores: 3-5 % of end-to-end latency). A user's own setting is kept.
+pub fn tune_cpu_runtime() {
+    const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(SPIN).is_none() {
+        std::env::set_var(SPIN, "100");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,17 +118,5 @@ mod tests {
     fn cuda_without_support_is_a_clear_error() {
         let err = DeviceSpec::Cuda(0).open().unwrap_err().to_string();
         assert!(err.contains("no CUDA support"), "{err}");
-    }
-}
-
-/// Process-wide CPU settings, to call first thing in `main` (before any
-/// thread exists). candle's element-wise worker pool busy-waits 25 000
-/// spins after each operation before parking; on a small machine those
-/// spinning workers take cores from the matmuls that follow (measured on 2
-/// cores: 3-5 % of end-to-end latency). A user's own setting is kept.
-pub fn tune_cpu_runtime() {
-    const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
-    if std::env::var_os(SPIN).is_none() {
-        std::env::set_var(SPIN, "100");
     }
 }

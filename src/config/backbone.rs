@@ -58,7 +58,7 @@ pub struct BackboneConfig {
 }
 
 const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 const SIGLIP_MEAN: [f32; 3] = [0.5, 0.5, 0.5];
 const SIGLIP_STD: [f32; 3] = [0.5, 0.5, 0.5];
 
@@ -205,13 +205,13 @@ impl BackboneConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.image_size % self.patch_size != 0 {
+        if !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!(
                 "image_size {} is not a multiple of patch_size {}",
                 self.image_size, self.patch_size

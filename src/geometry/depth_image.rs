@@ -141,7 +141,7 @@ pub fn to_16uc1_bytes(depth: &[f32], min_range: f32, max_range: f32) -> Vec<u8> 
 /// Decodes a little-endian `32FC1` payload (packed rows), e.g. to check what
 /// a node published.
 pub fn from_32fc1_bytes(data: &[u8]) -> Result<Vec<f32>> {
-    if data.len() % 4 != 0 {
+    if !data.len().is_multiple_of(4) {
         return Err(Error::InvalidImage(format!(
             "32FC1 data has {} bytes, not a multiple of 4",
             data.len()

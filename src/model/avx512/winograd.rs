@@ -55,12 +55,12 @@ impl Winograd3x3 {
         for co in 0..c_out {
             for ci in 0..c_in {
                 let g = &w[(co * c_in + ci) * 9..(co * c_in + ci + 1) * 9];
-                for a in 0..4 {
-                    for b in 0..4 {
+                for (a, ga) in G.iter().enumerate() {
+                    for (b, gb) in G.iter().enumerate() {
                         let mut v = 0f64;
-                        for i in 0..3 {
-                            for j in 0..3 {
-                                v += G[a][i] * g[3 * i + j] as f64 * G[b][j];
+                        for (i, gai) in ga.iter().enumerate() {
+                            for (j, gbj) in gb.iter().enumerate() {
+                                v += gai * g[3 * i + j] as f64 * gbj;
                             }
                         }
                         let xi = 4 * a + b;
