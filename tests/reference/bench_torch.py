@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""CPU timing of the SPACE-CLIP reference in PyTorch, stage by stage.
+"""Timing of the SPACE-CLIP reference in PyTorch, stage by stage, on the CPU
+or a CUDA device, to set beside ``clip_depth bench`` on the same machine.
 
 Stages per iteration (batch B, output 640x480 unless told otherwise):
   preprocess  B synthetic 640x480 PIL images -> PIL bicubic 224x224 -> normalise -> (B, 3, 224, 224)
@@ -17,9 +18,18 @@ override them, e.g. the tiny fixtures:
   python bench_torch.py --config ../fixtures/tiny_clip/config.yaml \\
       --clip-config ../fixtures/tiny_clip/clip_config.json
 
+``--checkpoint`` loads weights (strictly, bar the training-only aux
+heads), e.g. the file that
+``clip_depth random-checkpoint`` writes, so both programs time the same
+weights. On CUDA (``--device cuda``) preprocessing stays on the CPU (PIL, as
+the authors' code) and the batch is copied to the device; stages are timed
+between ``torch.cuda.synchronize()`` calls and the peak of
+``torch.cuda.max_memory_allocated()`` is reported per batch size.
+
 Examples:
   python bench_torch.py --batch 1 4 16
   python bench_torch.py --batch 1 --iters 20 --json > torch_cpu.json
+  python bench_torch.py --device cuda --dtype f16 --batch 1 4 16 --checkpoint w.safetensors
 """
 
 from __future__ import annotations
@@ -80,7 +90,10 @@ def count(params) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Time SPACE-CLIP (PyTorch, CPU) per stage.")
+    ap = argparse.ArgumentParser(description="Time SPACE-CLIP (PyTorch) per stage.")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"], help="model precision")
+    ap.add_argument("--checkpoint", help="weights to load strictly (.pt or .safetensors); default: random")
     ap.add_argument("--config", help="training YAML (decoder settings); default: official sizes")
     ap.add_argument("--clip-config", help="HF vision config JSON; default: ViT-B/16")
     ap.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes, e.g. --batch 1 4 16")
@@ -105,6 +118,23 @@ def main() -> None:
     vcfg = ref.load_vision_config(args.clip_config) if args.clip_config else vit_b16_config(backbone)
 
     model = ref.SpaceClipRef(cfg, vcfg, attn_implementation=args.attn).eval()
+    if args.checkpoint:
+        sd = ref.normalize_state_dict_keys(ref.load_checkpoint_file(args.checkpoint), ref.backbone_is_wrapped(model))
+        # Strict, except the training-only aux heads and BN step counters,
+        # which a depth-only checkpoint may leave out.
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if not (k.startswith("aux_depth_heads.") or k.endswith("num_batches_tracked"))]
+        if missing or unexpected:
+            sys.exit(f"bench_torch: {args.checkpoint} does not fit the model: missing {missing[:3]} "
+                     f"({len(missing)}), unexpected {unexpected[:3]} ({len(unexpected)})")
+    device = torch.device(args.device)
+    dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    model = model.to(device=device, dtype=dtype)
+    cuda = device.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
     n_backbone = count(model.clip_vision_model.parameters())
     n_decoder = count(model.decoder_parameters())
     n_aux = count(model.aux_depth_heads.parameters())
@@ -114,16 +144,22 @@ def main() -> None:
     for b in args.batch:
         images = synthetic_images(b, args.width, args.height, seed=args.seed + b)
         times: Dict[str, List[float]] = {k: [] for k in ("preprocess", "encoder", "decoder", "resize", "total")}
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
         with torch.no_grad():
             for it in range(args.warmup + args.iters):
+                sync()
                 t0 = time.perf_counter()
-                px = torch.stack([model.preprocess(im) for im in images])
+                px = torch.stack([model.preprocess(im) for im in images]).to(device=device, dtype=dtype)
+                sync()
                 t1 = time.perf_counter()
                 hidden, pooled = model.encode(px)
+                sync()
                 t2 = time.perf_counter()
                 head = model.decode(hidden, pooled)
+                sync()
                 t3 = time.perf_counter()
-                depth = model.postprocess(head, out_hw)
+                depth = model.postprocess(head, out_hw).float().cpu()
                 t4 = time.perf_counter()
                 assert depth.shape == (b, 1) + out_hw
                 if it >= args.warmup:
@@ -132,7 +168,8 @@ def main() -> None:
                         times[k].append(v * 1e3)
         stages = {k: summarize(v) for k, v in times.items()}
         results.append({"batch": b, "stages": stages,
-                        "per_image_total_median_ms": stages["total"]["median_ms"] / b})
+                        "per_image_total_median_ms": stages["total"]["median_ms"] / b,
+                        "peak_device_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None})
         if not args.json:
             print(f"batch {b}: " + ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in stages.items()) + " ms (median)",
                   file=sys.stderr)
@@ -141,7 +178,10 @@ def main() -> None:
         "framework": "pytorch",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "device": "cpu",
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor(),
+        "dtype": args.dtype,
+        "weights": args.checkpoint or "random",
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
@@ -162,7 +202,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"SPACE-CLIP PyTorch CPU benchmark  (torch {torch.__version__}, {report['threads']} threads, "
+    print(f"SPACE-CLIP PyTorch benchmark on {device} ({report['device_name']}), {args.dtype}  "
+          f"(torch {torch.__version__}, {report['threads']} threads, "
           f"attn={args.attn}, backbone={backbone} {report['vision']['hidden_size']}x"
           f"{report['vision']['num_hidden_layers']}, decoder {model.channels})")
     p = report["params"]
@@ -173,6 +214,9 @@ def main() -> None:
     for r in results:
         for k, s in r["stages"].items():
             print(f"{r['batch']:>5} {k:<11} {s['min_ms']:>10.2f} {s['median_ms']:>10.2f} {s['p95_ms']:>10.2f}")
+        print(f"{r['batch']:>5} {'frames/s':<11} {1e3 * r['batch'] / r['stages']['total']['median_ms']:>10.2f}")
+        if r["peak_device_memory_mib"] is not None:
+            print(f"{r['batch']:>5} {'peak memory':<11} {r['peak_device_memory_mib']:>10.0f} MiB (torch allocator)")
 
 
 if __name__ == "__main__":
