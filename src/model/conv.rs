@@ -15,9 +15,11 @@ use super::gemm_cpu::{matmul, MatRef};
 use super::layers::contiguous_f32;
 
 /// A conv with 'same' padding and a bias, optionally fused with ReLU.
+/// With a CPU kernel the original weights are dropped (the kernel holds
+/// them rearranged), so the model does not keep them twice.
 #[derive(Debug, Clone)]
 pub struct Conv {
-    inner: candle_nn::Conv2d,
+    inner: Option<candle_nn::Conv2d>,
     fast: Option<Arc<CpuConv>>,
 }
 
@@ -39,7 +41,16 @@ impl Conv {
             }
             _ => None,
         };
+        let inner = if fast.is_some() { None } else { Some(inner) };
         Ok(Self { inner, fast })
+    }
+
+    /// candle's conv, for inputs the CPU kernel does not take.
+    fn candle_conv(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.inner {
+            Some(inner) => inner.forward(x),
+            None => candle_core::bail!("conv: weights prepared for the CPU in f32, input is {:?} on {:?}", x.dtype(), x.device()),
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -58,7 +69,7 @@ impl Conv {
             Some(op) if is_cpu_f32(x) && is_cpu_f32(skip) => {
                 x.contiguous()?.apply_op2_no_bwd(&skip.contiguous()?, &CpuGateCall(op.clone()))
             }
-            _ => skip.mul(&(candle_nn::ops::sigmoid(&self.inner.forward(x)?)? + 1.0)?),
+            _ => skip.mul(&(candle_nn::ops::sigmoid(&self.candle_conv(x)?)? + 1.0)?),
         }
     }
 
@@ -69,7 +80,7 @@ impl Conv {
                 x.contiguous()?.apply_op1_no_bwd(&op)
             }
             _ => {
-                let y = self.inner.forward(x)?;
+                let y = self.candle_conv(x)?;
                 if relu {
                     y.relu()
                 } else {
@@ -317,7 +328,7 @@ mod tests {
                 let kernels: &[Choice] = if avx512::available() { &[Choice::Winograd, Choice::Taps] } else { &[Choice::Taps] };
                 for &choice in kernels {
                     let fast = CpuConv::with_kernel(&wt, &bias, c_in, c_out, k, choice).unwrap();
-                    let conv = Conv { inner: inner.clone(), fast: Some(Arc::new(fast)) };
+                    let conv = Conv { inner: None, fast: Some(Arc::new(fast)) };
                     let case = format!("k{k} {choice:?} {b}x{c_in}->{c_out}x{h}x{w}");
                     assert!(max_diff(&conv.forward(&x).unwrap(), &reference) < 1e-4, "{case}");
                     assert!(max_diff(&conv.forward_relu(&x).unwrap(), &reference.relu().unwrap()) < 1e-4, "relu {case}");

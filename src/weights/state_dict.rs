@@ -3,6 +3,7 @@
 //! the model needs.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::fmt;
 use std::path::Path;
 
@@ -111,8 +112,42 @@ impl StateDict {
 
     /// Hands the tensors to the model builder, cast to `dtype` on `device`
     /// as each is read.
+    /// A VarBuilder that hands each tensor out once and forgets it: the
+    /// model converts or repacks most weights at load, so holding the
+    /// originals until the whole model is built would double peak memory.
     pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_tensors(self.tensors, dtype, device)
+        let backend = TakeOnce { tensors: Mutex::new(self.tensors) };
+        VarBuilder::from_backend(Box::new(backend), dtype, device.clone())
+    }
+}
+
+/// [`StateDict::into_var_builder`]'s backend.
+struct TakeOnce {
+    tensors: Mutex<HashMap<String, Tensor>>,
+}
+
+impl candle_nn::var_builder::SimpleBackend for TakeOnce {
+    fn get(&self, shape: Shape, name: &str, _: candle_nn::Init, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        let tensor = self.get_unchecked(name, dtype, device)?;
+        if tensor.shape() != &shape {
+            candle_core::bail!("{name}: shape {:?}, the model expects {shape:?}", tensor.shape());
+        }
+        Ok(tensor)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        let taken = match self.tensors.lock() {
+            Ok(mut tensors) => tensors.remove(name),
+            Err(_) => candle_core::bail!("state dict lock poisoned"),
+        };
+        match taken {
+            Some(t) => t.to_device(device)?.to_dtype(dtype),
+            None => candle_core::bail!("cannot find tensor {name} (or it was read twice)"),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.lock().map(|t| t.contains_key(name)).unwrap_or(false)
     }
 }
 
