@@ -29,6 +29,8 @@ pub struct DevicePreprocessor {
     /// Tap matrices of the last frame size, on the device: cameras keep
     /// their size, so they are built once.
     matrices: Mutex<Option<TapMatrices>>,
+    /// Per-channel scale and offset on the device, made on first use.
+    normalisation: Mutex<Option<(Tensor, Tensor)>>,
     #[cfg(feature = "cuda")]
     staging: Mutex<Option<candle_core::cuda::cudarc::driver::PinnedHostSlice<u8>>>,
 }
@@ -89,6 +91,7 @@ impl DevicePreprocessor {
             mean,
             std,
             matrices: Mutex::new(None),
+            normalisation: Mutex::new(None),
             #[cfg(feature = "cuda")]
             staging: Mutex::new(None),
         }
@@ -121,18 +124,26 @@ impl DevicePreprocessor {
             x = m.apply(&x.reshape((c * cols, h))?)?.reshape((c, cols, s))?;
         }
         let x = x.transpose(1, 2)?.contiguous()?; // (C, S, S)
-        let order: [u32; 3] = match image.format() {
-            PixelFormat::Rgb8 | PixelFormat::Rgba8 => [0, 1, 2],
-            PixelFormat::Bgr8 | PixelFormat::Bgra8 => [2, 1, 0],
-            PixelFormat::Mono8 => [0, 0, 0],
+        let channel = |i: usize| x.narrow(0, i, 1);
+        let rgb = match image.format() {
+            PixelFormat::Rgb8 | PixelFormat::Rgba8 => x.narrow(0, 0, 3)?,
+            PixelFormat::Bgr8 | PixelFormat::Bgra8 => Tensor::cat(&[channel(2)?, channel(1)?, channel(0)?], 0)?,
+            PixelFormat::Mono8 => x.broadcast_as((3, s, s))?,
         };
-        let x = x.index_select(&Tensor::new(&order, device)?, 0)?;
         // (v / 255 - mean) / std as one multiply-add per channel.
-        let scale: Vec<f32> = (0..3).map(|i| 1.0 / (255.0 * self.std[i])).collect();
-        let offset: Vec<f32> = (0..3).map(|i| -self.mean[i] / self.std[i]).collect();
-        let scale = Tensor::from_vec(scale, (3, 1, 1), device)?;
-        let offset = Tensor::from_vec(offset, (3, 1, 1), device)?;
-        Ok(x.broadcast_mul(&scale)?.broadcast_add(&offset)?)
+        let (scale, offset) = self.normalisation(device)?;
+        Ok(rgb.broadcast_mul(&scale)?.broadcast_add(&offset)?)
+    }
+
+    /// The per-channel scale and offset, (3, 1, 1) each, on the device.
+    fn normalisation(&self, device: &Device) -> Result<(Tensor, Tensor)> {
+        let mut cache = self.normalisation.lock().map_err(|_| Error::InvalidImage("preprocessor lock poisoned".into()))?;
+        if cache.is_none() {
+            let scale: Vec<f32> = (0..3).map(|i| 1.0 / (255.0 * self.std[i])).collect();
+            let offset: Vec<f32> = (0..3).map(|i| -self.mean[i] / self.std[i]).collect();
+            *cache = Some((Tensor::from_vec(scale, (3, 1, 1), device)?, Tensor::from_vec(offset, (3, 1, 1), device)?));
+        }
+        Ok(cache.clone().expect("filled above"))
     }
 
     fn tap_matrices(&self, w: usize, h: usize, device: &Device) -> Result<(Option<PassMatrices>, Option<PassMatrices>)> {
