@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::{BackboneConfig, BackboneKind, DecoderConfig};
+use crate::model::{BackboneConfig, BackboneKind, DecoderConfig};
 use crate::device::{DeviceSpec, ModelDType};
 use crate::error::{Error, Result};
-use crate::image_view::ImageView;
+use crate::image::ImageView;
 use crate::model::SpaceClip;
-use crate::postprocess::resize_bilinear_clamped;
-use crate::device_preprocess::DevicePreprocessor;
-use crate::preprocess::Preprocessor;
+use crate::image::postprocess::resize_bilinear_clamped;
+use crate::image::device_preprocess::DevicePreprocessor;
+use crate::image::preprocess::Preprocessor;
 use crate::weights::{expected_tensors, StateDict};
 
 /// The files a model is made of.
@@ -214,6 +214,17 @@ impl DepthEstimator {
     /// Depth for a batch of frames in one forward pass, each frame resized
     /// to its own output size (e.g. several cameras of different sizes).
     pub fn estimate_sized(&self, images: &[ImageView<'_>], sizes: &[(usize, usize)]) -> Result<(Vec<DepthMap>, StageTimings)> {
+        self.run(images, sizes, Some(self.depth_range()))
+    }
+
+    /// As [`Self::estimate_sized`], but the values are the model's own,
+    /// not clamped to its depth range: what a range test (REP 117's
+    /// too-near / too-far) or an evaluation with median scaling needs.
+    pub fn estimate_sized_raw(&self, images: &[ImageView<'_>], sizes: &[(usize, usize)]) -> Result<(Vec<DepthMap>, StageTimings)> {
+        self.run(images, sizes, None)
+    }
+
+    fn run(&self, images: &[ImageView<'_>], sizes: &[(usize, usize)], clamp: Option<(f32, f32)>) -> Result<(Vec<DepthMap>, StageTimings)> {
         if sizes.len() != images.len() {
             return Err(Error::InvalidImage(format!("{} images but {} output sizes", images.len(), sizes.len())));
         }
@@ -241,7 +252,7 @@ impl DepthEstimator {
         timings.decoder = t.elapsed();
 
         let t = Instant::now();
-        let (min_d, max_d) = self.depth_range();
+        let (min_d, max_d) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
         // The S x S maps come to the host once; resizing there is one pass.
         let (_, _, sh, sw) = depth.dims4()?;
         let host = depth.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;

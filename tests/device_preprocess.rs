@@ -6,8 +6,8 @@
 mod common;
 
 use candle_core::Device;
-use clip_depth_ros::device_preprocess::DevicePreprocessor;
-use clip_depth_ros::preprocess::Preprocessor;
+use clip_depth_ros::image::device_preprocess::DevicePreprocessor;
+use clip_depth_ros::image::preprocess::Preprocessor;
 use clip_depth_ros::{ImageView, PixelFormat};
 use common::*;
 

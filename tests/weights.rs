@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use clip_depth_ros::config::BackboneKind;
+use clip_depth_ros::model::BackboneKind;
 use clip_depth_ros::weights::{infer_architecture, StateDict};
 use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, ModelDType, ModelFiles, PixelFormat};
 use common::*;
@@ -376,7 +376,7 @@ fn an_unknown_backbone_name_without_clip_config_lists_the_presets() {
     let files = ModelFiles { config: config.clone(), clip_config: None, ..tiny_clip_files("checkpoint.safetensors") };
     let err = load_error(&files);
     assert!(err.contains("my-own/clip-vit-huge"), "{err}");
-    for preset in clip_depth_ros::config::BackboneConfig::PRESETS {
+    for preset in clip_depth_ros::model::BackboneConfig::PRESETS {
         assert!(err.contains(preset), "preset {preset} not listed: {err}");
     }
     assert!(err.contains(&config.display().to_string()), "{err}");

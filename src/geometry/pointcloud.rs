@@ -13,7 +13,7 @@ use nalgebra::Point3;
 
 use super::backproject::SampleGrid;
 use crate::error::{Error, Result};
-use crate::image_view::{ImageView, PixelFormat};
+use crate::image::{ImageView, PixelFormat};
 
 /// `sensor_msgs/PointField.FLOAT32`.
 pub const FLOAT32: u8 = 7;

@@ -2,14 +2,17 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
-use super::avx512::{self, Epilogue, PackedLinear};
-use super::conv::Conv;
-use super::conv_transpose::ConvTranspose2x2;
+use crate::kernels::avx512::{self, PackedLinear};
+use crate::kernels::conv::Conv;
+use crate::kernels::conv_transpose::ConvTranspose2x2;
+use crate::kernels::is_cpu_f32;
+use crate::kernels::linear::{CpuLinear, CpuPackedLinear};
+use crate::kernels::resize::CpuResizeBilinear;
 
-use crate::config::Activation;
+use crate::model::Activation;
 
 /// `y = act(x W^T + b)` over the last dim, leading dims flattened. On the
 /// CPU in f32 it is one GEMM (reading W transposed in place) into an output
@@ -54,9 +57,6 @@ impl Linear {
     }
 }
 
-fn is_cpu_f32(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
-}
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -91,110 +91,6 @@ impl Module for Linear {
         *out_dims.last_mut().unwrap() = out_dim;
         y.reshape(out_dims)
     }
-}
-
-/// [`Linear`] with weights packed for the AVX-512 kernel: (x, bias) ->
-/// act(x W^T + b).
-struct CpuPackedLinear {
-    weights: Arc<PackedLinear>,
-    act: Option<Activation>,
-}
-
-impl CustomOp2 for CpuPackedLinear {
-    fn name(&self) -> &'static str {
-        "linear-packed-f32"
-    }
-
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (m, _) = xl.shape().dims2()?;
-        let n = self.weights.out_features();
-        let x = contiguous_f32(xs, xl, "linear input")?;
-        let bias = contiguous_f32(bs, bl, "linear bias")?;
-        let mut out = vec![0f32; m * n];
-        let (epilogue, rest) = match self.act {
-            None => (Epilogue::None, None),
-            Some(Activation::Relu) => (Epilogue::Relu, None),
-            Some(Activation::QuickGelu) => (Epilogue::QuickGelu, None),
-            Some(other) => (Epilogue::None, Some(other)),
-        };
-        self.weights.forward(x, m, bias, epilogue, &mut out);
-        Ok((CpuStorage::F32(apply_activation(out, m, n, rest)?), Shape::from((m, n))))
-    }
-}
-
-/// The CPU f32 kernel of [`Linear`]: (x, weight, bias) -> act(x W^T + b).
-struct CpuLinear {
-    act: Option<Activation>,
-}
-
-pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("{what} must be contiguous"),
-    }
-}
-
-impl CustomOp3 for CpuLinear {
-    fn name(&self) -> &'static str {
-        "linear-f32"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (m, k) = xl.shape().dims2()?;
-        let (n, wk) = wl.shape().dims2()?;
-        if k != wk {
-            candle_core::bail!("linear: input has {k} features, weights expect {wk}");
-        }
-        let x = contiguous_f32(xs, xl, "linear input")?;
-        let w = contiguous_f32(ws, wl, "linear weight")?;
-        let bias = contiguous_f32(bs, bl, "linear bias")?;
-        let mut out = Vec::with_capacity(m * n);
-        for _ in 0..m {
-            out.extend_from_slice(bias);
-        }
-        let threads = candle_core::utils::get_num_threads();
-        let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-        // SAFETY: out is m x n (row stride n); x is m x k (row stride k);
-        // rhs = W^T read in place from W (n x k, row stride k): element
-        // (kk, nn) at nn * k + kk, i.e. row stride 1, column stride k.
-        unsafe {
-            gemm::gemm(
-                m, n, k,
-                out.as_mut_ptr(), 1, n as isize, true,
-                x.as_ptr(), 1, k as isize,
-                w.as_ptr(), k as isize, 1,
-                1.0, 1.0, false, false, false, parallelism,
-            );
-        }
-        Ok((CpuStorage::F32(apply_activation(out, m, n, self.act)?), Shape::from((m, n))))
-    }
-}
-
-/// The activation applied in place over a GEMM's (m x n) output.
-fn apply_activation(mut out: Vec<f32>, m: usize, n: usize, act: Option<Activation>) -> Result<Vec<f32>> {
-    match act {
-        Some(Activation::QuickGelu) => out.iter_mut().for_each(|v| *v /= 1.0 + (-1.702 * *v).exp()),
-        Some(Activation::Relu) => out.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Some(Activation::GeluTanh) => out.iter_mut().for_each(|v| {
-            let x = *v;
-            *v = 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh());
-        }),
-        Some(Activation::Gelu) => {
-            // No f32 erf in std: exact GELU goes through candle.
-            let t = Tensor::from_vec(out, (m, n), &candle_core::Device::Cpu)?.gelu_erf()?;
-            return t.flatten_all()?.to_vec1::<f32>();
-        }
-        None => {}
-    }
-    Ok(out)
 }
 
 pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<candle_nn::LayerNorm> {
@@ -264,7 +160,7 @@ pub fn conv_transpose2x2(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Co
 /// Bilinear resize (align_corners = false, no antialias), as PyTorch's
 /// `F.interpolate(mode="bilinear")`; a no-op when the size already matches.
 /// On the CPU in f32 the planes are resampled in parallel by
-/// [`crate::bilinear`] (separable; candle's CPU resize is per-pixel).
+/// [`crate::image::bilinear`] (separable; candle's CPU resize is per-pixel).
 pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     let (_, _, xh, xw) = x.dims4()?;
     if (xh, xw) == (h, w) {
@@ -273,29 +169,6 @@ pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(&CpuResizeBilinear { h, w })
     } else {
         x.upsample_bilinear2d(h, w, false)
-    }
-}
-
-struct CpuResizeBilinear {
-    h: usize,
-    w: usize,
-}
-
-impl CustomOp1 for CpuResizeBilinear {
-    fn name(&self) -> &'static str {
-        "resize-bilinear-f32"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        use rayon::prelude::*;
-        let (b, c, in_h, in_w) = layout.shape().dims4()?;
-        let x = contiguous_f32(storage, layout, "resize input")?;
-        let (h, w) = (self.h, self.w);
-        let mut out = vec![0f32; b * c * h * w];
-        out.par_chunks_exact_mut(h * w).zip(x.par_chunks_exact(in_h * in_w)).for_each_init(Vec::new, |rows, (o, s)| {
-            crate::bilinear::resize_plane(s, in_w, in_h, o, w, h, rows, |v| v)
-        });
-        Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
     }
 }
 

@@ -1,22 +1,13 @@
-//! SPACE-CLIP in candle: a frozen CLIP (or SigLIP) vision transformer read at
+//! Depth models in candle, one folder per family, over shared backbones and
+//! blocks. SPACE-CLIP: a frozen CLIP (or SigLIP) vision transformer read at
 //! several layers, and the dual-pathway decoder with FiLM conditioning.
 
-mod attention_cpu;
-mod avx512;
-mod clip_vision;
-mod conv;
-mod conv_transpose;
-mod gemm_cpu;
-mod decoder;
-mod encoder;
-mod patch_embedding;
-mod layers;
-mod siglip_vision;
-mod space_clip;
-mod vision;
+pub mod layers;
+pub mod spaceclip;
+pub mod vision;
 
-pub use clip_vision::ClipVisionTransformer;
-pub use decoder::SpaceClipDecoder;
-pub use siglip_vision::SiglipVisionTransformer;
-pub use space_clip::{SpaceClip, BACKBONE_PREFIX};
-pub use vision::{VisionBackbone, VisionOutput};
+pub use spaceclip::{DecoderConfig, SpaceClip, SpaceClipDecoder, BACKBONE_PREFIX};
+pub use vision::{
+    Activation, BackboneConfig, BackboneKind, ClipVisionTransformer, SiglipVisionTransformer, VisionBackbone,
+    VisionOutput,
+};

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
-use crate::config::{BackboneConfig, DecoderConfig};
+use crate::model::{BackboneConfig, DecoderConfig};
 use crate::error::{Error, Result};
 use crate::model::SpaceClip;
 

@@ -2,7 +2,7 @@
 //! are in the shapes; attention heads and tap indices are not.
 
 use super::state_dict::StateDict;
-use crate::config::{BackboneConfig, BackboneKind, DecoderConfig};
+use crate::model::{BackboneConfig, BackboneKind, DecoderConfig};
 use crate::model::BACKBONE_PREFIX;
 
 /// What the tensors say; `None` where a part is absent.

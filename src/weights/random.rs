@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use super::expected::expected_tensors;
 use super::file::{FileFormat, TensorFile};
 use super::state_dict::StateDict;
-use crate::config::{BackboneConfig, DecoderConfig};
+use crate::model::{BackboneConfig, DecoderConfig};
 use crate::error::Result;
 
 /// A small deterministic generator (xorshift64*), so a seed gives the same

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use clip_depth_ros::config::{BackboneConfig, DecoderConfig};
+use clip_depth_ros::model::{BackboneConfig, DecoderConfig};
 use clip_depth_ros::model::SpaceClip;
 use clip_depth_ros::weights::random_state_dict;
-use clip_depth_ros::device_memory;
+use clip_depth_ros::device::memory;
 use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, ModelDType, PixelFormat, StageTimings};
 
 use crate::infer::{parse_size, ModelArgs};
@@ -138,7 +138,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut results = Vec::new();
     for &batch in &batches {
         let views = vec![view; batch];
-        device_memory::reset_peak(estimator.device());
+        memory::reset_peak(estimator.device());
         for _ in 0..args.warmup {
             estimator.estimate_batch(&views, (w, h))?;
         }
@@ -157,7 +157,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             ("total", ms(|t| t.total())),
         ];
         let fps = batch as f64 * 1e3 / stages[4].1[1];
-        results.push((batch, stages, fps, device_memory::peak_mib(estimator.device())));
+        results.push((batch, stages, fps, memory::peak_mib(estimator.device())));
     }
     let peak = peak_rss_mib();
     let cfg = estimator.model().backbone_config();

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
 
-use clip_depth_ros::colormap::{colorize, finite_range, ColourOrder};
+use clip_depth_ros::image::colormap::{colorize, finite_range, ColourOrder};
 use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, ModelDType, ModelFiles, PixelFormat};
 
 #[derive(Args, Debug, Clone)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use clip_depth_ros::config::{BackboneConfig, DecoderConfig};
+use clip_depth_ros::model::{BackboneConfig, DecoderConfig};
 use clip_depth_ros::weights::{expected_tensors, infer_architecture, is_backbone, StateDict};
 use clip_depth_ros::ModelFiles;
 

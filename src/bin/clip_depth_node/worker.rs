@@ -12,11 +12,11 @@ use r2r::sensor_msgs::msg::{CameraInfo, Image, PointCloud2};
 use r2r::std_msgs::msg::Header;
 use r2r::Publisher;
 
-use clip_depth_ros::colormap::{colorize, ColourOrder};
+use clip_depth_ros::image::colormap::{colorize, ColourOrder};
 use clip_depth_ros::geometry::{
     depth_camera_info, write_point_cloud, Backprojector, CameraInfoData, PinholeIntrinsics, RangeLimits, SampleGrid,
 };
-use clip_depth_ros::ros_image::{decode_compressed, ModelImage, RawImage};
+use clip_depth_ros::image::ros_image::{decode_compressed, ModelImage, RawImage};
 use clip_depth_ros::{DepthEstimator, ImageView};
 
 use crate::camera_sync::{stamp_ns, Pairing};

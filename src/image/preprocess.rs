@@ -8,10 +8,10 @@
 use std::borrow::Cow;
 
 
-use crate::config::BackboneConfig;
+use crate::model::BackboneConfig;
 use crate::error::Result;
-use crate::image_view::{ImageView, PixelFormat};
-use crate::pil_resize::resize_bicubic;
+use crate::image::{ImageView, PixelFormat};
+use crate::image::pil_resize::resize_bicubic;
 
 /// Normalisation settings for one backbone.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 use crate::error::{Error, Result};
-use crate::image_view::{ImageView, PixelFormat};
+use crate::image::{ImageView, PixelFormat};
 
 /// The largest width or height accepted from a compressed payload; checked
 /// from the header before the decoder allocates.

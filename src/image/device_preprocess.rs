@@ -16,10 +16,10 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::BackboneConfig;
+use crate::model::BackboneConfig;
 use crate::error::{Error, Result};
-use crate::image_view::{ImageView, PixelFormat};
-use crate::pil_resize::{tap_matrix_transposed, PRECISION_BITS};
+use crate::image::{ImageView, PixelFormat};
+use crate::image::pil_resize::{tap_matrix_transposed, PRECISION_BITS};
 
 #[derive(Debug)]
 pub struct DevicePreprocessor {

@@ -25,20 +25,6 @@ pub fn available() -> bool {
     }
 }
 
-/// An output buffer shared by parallel tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every user writes disjoint elements from each task.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// A method (not field access) so closures capture the whole Send
-    /// wrapper rather than the raw pointer inside it.
-    fn at(self, index: usize) -> *mut f32 {
-        self.0.wrapping_add(index)
-    }
-}
 
 /// `e^x` per lane, to about 2 ulp: `x = n ln 2 + r` with |r| <= ln 2 / 2,
 /// a degree-6 polynomial for `e^r` (Cephes' expf coefficients) and `2^n`

@@ -15,7 +15,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{available, OutPtr};
+use super::available;
+use crate::kernels::SendPtr as OutPtr;
 
 /// Output channels per register block.
 const R: usize = 8;

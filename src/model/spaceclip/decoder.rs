@@ -2,18 +2,16 @@
 //! from deep taps, a structural pathway from shallow taps, fused coarse to
 //! fine into a 224x224 metric depth map.
 
-mod blocks;
-mod film;
-
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::model::conv::Conv;
+use crate::kernels::conv::Conv;
+use super::{blocks, film};
 
 pub use blocks::{DepthHead, MainBlock, StructuralBlock};
 pub use film::FilmGenerators;
 
-use crate::config::DecoderConfig;
+use super::DecoderConfig;
 use crate::model::layers::conv2d;
 use crate::model::vision::tokens_to_map;
 

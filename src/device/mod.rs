@@ -1,5 +1,7 @@
 //! Where and in which precision the model runs, as users spell it.
 
+pub mod memory;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -4,8 +4,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::model::conv::Conv;
-use crate::model::conv_transpose::ConvTranspose2x2;
+use crate::kernels::conv::Conv;
+use crate::kernels::conv_transpose::ConvTranspose2x2;
 
 use crate::model::layers::{conv2d, conv2d_bn, conv_transpose2x2, resize_bilinear};
 

@@ -7,9 +7,9 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use super::encoder::Encoder;
-use super::layers::layer_norm;
+use crate::model::layers::layer_norm;
 use super::patch_embedding::PatchEmbedding;
-use crate::config::BackboneConfig;
+use crate::model::BackboneConfig;
 
 #[derive(Debug, Clone)]
 pub struct ClipVisionEmbeddings {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig};
 
-use super::gemm_cpu::{matmul, MatRef};
-use super::layers::contiguous_f32;
+use super::gemm::{matmul, MatRef};
+use super::contiguous_f32;
 
 #[derive(Debug, Clone)]
 pub struct ConvTranspose2x2 {

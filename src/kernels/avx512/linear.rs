@@ -4,7 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::{available, OutPtr};
+use super::available;
+use crate::kernels::SendPtr as OutPtr;
 
 /// Rows (tokens) per register block.
 const R: usize = 8;

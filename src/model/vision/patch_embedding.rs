@@ -4,8 +4,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::Linear;
-use crate::config::BackboneConfig;
+use crate::model::layers::Linear;
+use crate::model::BackboneConfig;
 
 #[derive(Debug, Clone)]
 pub struct PatchEmbedding {

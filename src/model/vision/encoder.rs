@@ -4,9 +4,9 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::attention_cpu::CpuAttention;
-use super::layers::{layer_norm, softmax_last, Linear};
-use crate::config::BackboneConfig;
+use crate::kernels::attention::CpuAttention;
+use crate::model::layers::{layer_norm, softmax_last, Linear};
+use crate::model::BackboneConfig;
 
 /// Multi-head self-attention. q, k and v projections are fused into one
 /// matmul at load; the checkpoint keeps them apart.

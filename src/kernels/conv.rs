@@ -11,8 +11,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 
 use super::avx512::{self, winograd_plane, Winograd3x3, WINOGRAD_READ_SLACK};
-use super::gemm_cpu::{matmul, MatRef};
-use super::layers::contiguous_f32;
+use super::gemm::{matmul, MatRef};
+use super::{contiguous_f32, is_cpu_f32};
 
 /// A conv with 'same' padding and a bias, optionally fused with ReLU.
 /// With a CPU kernel the original weights are dropped (the kernel holds
@@ -91,9 +91,6 @@ impl Conv {
     }
 }
 
-fn is_cpu_f32(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
-}
 
 /// Weights rearranged once at load for the kernel that will run them.
 #[derive(Debug)]

@@ -7,7 +7,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::config::Activation;
+use crate::model::Activation;
 use crate::model::layers::Linear;
 
 #[derive(Debug, Clone)]

@@ -6,9 +6,9 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use super::encoder::{Encoder, Mlp};
-use super::layers::{layer_norm, softmax_last, Linear};
+use crate::model::layers::{layer_norm, softmax_last, Linear};
 use super::patch_embedding::PatchEmbedding;
-use crate::config::BackboneConfig;
+use crate::model::BackboneConfig;
 
 #[derive(Debug, Clone)]
 pub struct SiglipVisionEmbeddings {

@@ -1,12 +1,18 @@
 //! The backbone as the decoder sees it: hidden states at chosen taps, their
 //! patch tokens as maps, and a pooled image embedding.
 
+mod clip;
+mod config;
+mod encoder;
+mod patch_embedding;
+mod siglip;
+
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::clip_vision::ClipVisionTransformer;
-use super::siglip_vision::SiglipVisionTransformer;
-use crate::config::{BackboneConfig, BackboneKind};
+pub use clip::ClipVisionTransformer;
+pub use config::{Activation, BackboneConfig, BackboneKind};
+pub use siglip::SiglipVisionTransformer;
 
 #[derive(Debug, Clone)]
 pub enum VisionBackbone {

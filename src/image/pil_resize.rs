@@ -9,7 +9,7 @@
 //! sum to one, then turned into 22-bit fixed point; rows first, then
 //! columns, each pass rounded and clipped to 8 bits.
 
-use crate::image_view::ImageView;
+use crate::image::ImageView;
 
 /// Fixed-point fraction bits of the 8-bit path (32 - 8 - 2).
 pub const PRECISION_BITS: u32 = 22;
@@ -171,7 +171,7 @@ pub fn resize_bicubic(src: &ImageView<'_>, out_w: usize, out_h: usize) -> Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image_view::PixelFormat;
+    use crate::image::PixelFormat;
 
     #[test]
     fn weights_sum_to_one_and_identity_is_exact() {

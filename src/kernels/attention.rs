@@ -7,6 +7,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
 use rayon::prelude::*;
 
+use super::SendPtr;
+
 /// (B, T, 3D) with q, k, v blocks of D (q pre-scaled) -> (B, T, D).
 pub struct CpuAttention {
     pub num_heads: usize,
@@ -67,7 +69,7 @@ impl CustomOp1 for CpuAttention {
                     row.iter_mut().for_each(|s| *s *= inv);
                 }
                 unsafe {
-                    let o = out_ptr.get().add(bi * t * d + h * hd);
+                    let o = out_ptr.at(bi * t * d + h * hd);
                     gemm::gemm(
                         t, hd, t,
                         o, 1, d as isize, false,
@@ -82,14 +84,3 @@ impl CustomOp1 for CpuAttention {
     }
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: jobs write disjoint regions (see above).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}

@@ -1,12 +1,19 @@
 //! The whole SPACE-CLIP model, named as the authors' checkpoints name it:
 //! the backbone under `clip_vision_model.vision_model.`, the decoder at the root.
 
+mod blocks;
+mod config;
+mod decoder;
+mod film;
+
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::decoder::SpaceClipDecoder;
-use super::vision::{VisionBackbone, VisionOutput};
-use crate::config::{BackboneConfig, DecoderConfig};
+pub use config::DecoderConfig;
+pub use decoder::SpaceClipDecoder;
+
+use crate::model::vision::{VisionBackbone, VisionOutput};
+use crate::model::BackboneConfig;
 
 /// Where the backbone's tensors live in a SPACE-CLIP state dict.
 pub const BACKBONE_PREFIX: &str = "clip_vision_model.vision_model";

@@ -1,0 +1,14 @@
+//! Pixels: borrowed frames in ROS encodings, Pillow-exact resampling, the
+//! model's preprocessing (on the CPU or the device), depth resizing and
+//! colour maps.
+
+pub mod bilinear;
+pub mod colormap;
+pub mod device_preprocess;
+pub mod pil_resize;
+pub mod postprocess;
+pub mod preprocess;
+pub mod ros_image;
+mod view;
+
+pub use view::{ImageView, PixelFormat};
