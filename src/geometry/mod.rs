@@ -7,17 +7,25 @@
 //!   the camera_info a published depth image needs.
 //! - [`backproject`]: depth map to organised XYZ (optionally decimated).
 //! - [`pointcloud`]: XYZ (+ colour) to `sensor_msgs/PointCloud2` bytes.
-//! - [`depth_image`]: REP 117 `32FC1` / `16UC1` depth image bytes.
+//! - [`depth_image`]: REP 117 `32FC1` / `16UC1` depth image bytes, and the
+//!   range test from a node's `min_range` / `max_range`.
+//! - [`camera_info`]: whether a camera_info describes a given image.
+//! - [`depth_summary`]: min / median / max of the published readings.
 
 pub mod backproject;
+pub mod camera_info;
 pub mod depth_image;
+pub mod depth_summary;
 pub mod intrinsics;
 pub mod pointcloud;
 
 pub use backproject::{backproject, Backprojector, SampleGrid};
+pub use camera_info::check_camera_info;
 pub use depth_image::{
-    from_32fc1_bytes, to_16uc1_bytes, to_32fc1_bytes, DepthClass, DepthEncoding, RangeLimits,
+    from_32fc1_bytes, resolve_range, to_16uc1_bytes, to_32fc1_bytes, DepthClass, DepthEncoding, RangeError,
+    RangeLimits,
 };
+pub use depth_summary::DepthSummary;
 pub use intrinsics::{
     bake_roi_and_binning, depth_camera_info, scale_camera_info, CameraInfoData, PinholeIntrinsics,
     RegionOfInterest,

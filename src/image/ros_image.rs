@@ -13,6 +13,7 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 use crate::error::{Error, Result};
+use crate::image::view::check_layout;
 use crate::image::{ImageView, PixelFormat};
 
 /// The largest width or height accepted from a compressed payload; checked
@@ -72,8 +73,9 @@ impl<'a> RawImage<'a> {
     /// Validates the message and returns an 8-bit image: borrowed for
     /// `rgb8`, `bgr8`, `rgba8`, `bgra8`, `mono8` (and `8UC1`/`8UC3`),
     /// converted for little-endian `mono16`/`16UC1`. Every rejection says
-    /// why: unknown encoding, zero size, `step` below `width * bytes per
-    /// pixel`, data shorter than `height * step`, big-endian 16-bit data.
+    /// why: unknown encoding, big-endian 16-bit data, or a buffer that breaks
+    /// [`check_layout`] (zero size, `step` below `width * bytes per pixel`,
+    /// data short of the last row's pixels).
     pub fn to_model_image(&self) -> Result<ModelImage<'a>> {
         let enc = self.encoding;
         let bpp = if let Some(f) = PixelFormat::from_ros_encoding(enc) {
@@ -86,33 +88,8 @@ impl<'a> RawImage<'a> {
                  (expected rgb8, bgr8, rgba8, bgra8, mono8, mono16 or 16UC1)"
             )));
         };
-        let (w, h, step) = (
-            self.width as usize,
-            self.height as usize,
-            self.step as usize,
-        );
-        if w == 0 || h == 0 {
-            return Err(Error::InvalidImage(format!(
-                "{enc} image has zero size ({w}x{h})"
-            )));
-        }
-        let row_bytes = w
-            .checked_mul(bpp)
-            .ok_or_else(|| Error::InvalidImage(format!("{enc} image width {w} overflows")))?;
-        if step < row_bytes {
-            return Err(Error::InvalidImage(format!(
-                "{enc} image step {step} is smaller than width {w} * {bpp} bytes = {row_bytes}"
-            )));
-        }
-        let needed = step
-            .checked_mul(h)
-            .ok_or_else(|| Error::InvalidImage(format!("{enc} image size overflows")))?;
-        if self.data.len() < needed {
-            return Err(Error::InvalidImage(format!(
-                "{enc} image data has {} bytes, height {h} * step {step} needs {needed}",
-                self.data.len()
-            )));
-        }
+        let (w, h, step) = (self.width as usize, self.height as usize, self.step as usize);
+        let row_bytes = check_layout(&format!("{enc} image"), w, h, step, bpp, self.data.len())?;
         if let Some(f) = PixelFormat::from_ros_encoding(enc) {
             return Ok(ModelImage::Borrowed(ImageView::new(
                 self.data, w, h, step, f,
@@ -217,15 +194,29 @@ pub fn decode_compressed(format: &str, data: &[u8]) -> Result<DecodedImage> {
             )))
         }
     };
-    let mut reader = ImageReader::new(Cursor::new(data));
-    match image_format {
-        Some(f) => reader.set_format(f),
-        None => {
-            reader = reader
-                .with_guessed_format()
-                .map_err(|e| Error::InvalidImage(format!("cannot read compressed image: {e}")))?
+    let reader = || -> Result<ImageReader<Cursor<&[u8]>>> {
+        let mut reader = ImageReader::new(Cursor::new(data));
+        match image_format {
+            Some(f) => reader.set_format(f),
+            None => {
+                reader = reader
+                    .with_guessed_format()
+                    .map_err(|e| Error::InvalidImage(format!("cannot read compressed image: {e}")))?
+            }
         }
+        Ok(reader)
+    };
+    // The size from the header first, so that an absurd one is named as
+    // such rather than as whatever the decoder would stumble on.
+    let (width, height) = reader()?
+        .into_dimensions()
+        .map_err(|e| Error::InvalidImage(format!("cannot decode {format:?} image: {e}")))?;
+    if width > MAX_DECODED_DIMENSION || height > MAX_DECODED_DIMENSION {
+        return Err(Error::InvalidImage(format!(
+            "{format:?} image is {width}x{height}: more than {MAX_DECODED_DIMENSION} pixels on a side"
+        )));
     }
+    let mut reader = reader()?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_DECODED_DIMENSION);
     limits.max_image_height = Some(MAX_DECODED_DIMENSION);
@@ -301,8 +292,10 @@ mod tests {
         assert!(message(&raw("rgb8", 0, 2, 6, &data)).contains("zero size"));
         assert!(message(&raw("rgb8", 4, 2, 11, &data)).contains("smaller than width"));
         assert!(message(&raw("mono16", 4, 2, 7, &data)).contains("smaller than width"));
-        let m = message(&raw("rgb8", 4, 3, 24, &data[..71]));
-        assert!(m.contains("71 bytes") && m.contains("72"), "{m}");
+        // Rows 0 and 1 in full (2 * 24) and the last row's 12 pixel bytes: 60.
+        let m = message(&raw("rgb8", 4, 3, 24, &data[..59]));
+        assert!(m.contains("59 bytes") && m.contains("needs 60"), "{m}");
+        assert!(raw("rgb8", 4, 3, 24, &data[..60]).to_model_image().is_ok());
         let mut be = raw("16UC1", 2, 2, 4, &data);
         be.is_bigendian = true;
         assert!(message(&be).contains("big-endian"));
@@ -364,18 +357,15 @@ mod tests {
 
     fn png_bytes(data: &[u8], w: u32, h: u32, colour: image::ExtendedColorType) -> Vec<u8> {
         let mut out = Vec::new();
-        image::codecs::png::PngEncoder::new(&mut out)
-            .write_image(data, w, h, colour)
-            .unwrap();
+        image::codecs::png::PngEncoder::new(&mut out).write_image(data, w, h, colour).unwrap();
         out
     }
 
+    /// A mid-grey JPEG.
     fn jpeg_bytes(w: u32, h: u32) -> Vec<u8> {
-        let data = vec![128u8; (w * h * 3) as usize];
-        let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-            .write_image(&data, w, h, image::ExtendedColorType::Rgb8)
-            .unwrap();
+        let (mut out, grey) = (Vec::new(), vec![128u8; (w * h * 3) as usize]);
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+        encoder.write_image(&grey, w, h, image::ExtendedColorType::Rgb8).unwrap();
         out
     }
 
@@ -432,19 +422,25 @@ mod tests {
     }
 
     #[test]
-    fn absurd_dimensions_are_rejected() {
+    fn absurd_dimensions_are_rejected_as_such() {
         // Patch the JPEG frame header (SOF0: FF C0, len, precision, height, width)
-        // to claim 20000 pixels wide; the rest stays a valid small image.
-        let mut jpeg = jpeg_bytes(16, 16);
-        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-        jpeg[sof + 7..sof + 9].copy_from_slice(&20000u16.to_be_bytes());
-        let err = decode_compressed("jpeg", &jpeg);
-        assert!(
-            matches!(err, Err(Error::InvalidImage(_))),
-            "decoded {:?}",
-            err.map(|d| (d.width, d.height))
-        );
-        // Sanity: the unpatched image decodes, so the failure above is the size.
-        assert!(decode_compressed("jpeg", &jpeg_bytes(16, 16)).is_ok());
+        // to claim `width` pixels; the rest stays a valid small image.
+        let with_width = |width: u16| {
+            let mut jpeg = jpeg_bytes(16, 16);
+            let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+            jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+            jpeg
+        };
+        match decode_compressed("jpeg", &with_width(20000)) {
+            Err(Error::InvalidImage(m)) => {
+                assert!(m.contains("20000x16") && m.contains("16384 pixels on a side"), "{m}")
+            }
+            other => panic!("decoded {:?}", other.map(|d| (d.width, d.height))),
+        }
+        // Just inside the limit the size is not what is refused (the data
+        // then lacks pixels, which is another error, or decodes padded).
+        if let Err(e) = decode_compressed("jpeg", &with_width(16384)) {
+            assert!(!e.to_string().contains("pixels on a side"), "{e}");
+        }
     }
 }

@@ -59,9 +59,45 @@ pub struct ImageView<'a> {
     format: PixelFormat,
 }
 
+/// The one rule for a strided image buffer, shared by [`ImageView`] and the
+/// ROS message adapter ([`crate::image::ros_image`]): a non-zero size, rows of
+/// at least `width * bytes_per_pixel` bytes, and data up to the last pixel
+/// of the last row (which may stop short of the stride, as a crop of a
+/// larger buffer does). `what` names the image in the error, e.g. `"rgb8
+/// image"`. Returns the bytes of pixels per row.
+pub fn check_layout(
+    what: &str,
+    width: usize,
+    height: usize,
+    stride: usize,
+    bytes_per_pixel: usize,
+    data_len: usize,
+) -> Result<usize> {
+    if width == 0 || height == 0 {
+        return Err(Error::InvalidImage(format!("{what} has zero size ({width}x{height})")));
+    }
+    let overflow = || Error::InvalidImage(format!("{what} size overflows ({width}x{height}, stride {stride})"));
+    let row_bytes = width.checked_mul(bytes_per_pixel).ok_or_else(overflow)?;
+    if stride < row_bytes {
+        return Err(Error::InvalidImage(format!(
+            "{what} row stride {stride} is smaller than width {width} * {bytes_per_pixel} bytes = {row_bytes}"
+        )));
+    }
+    let needed = stride
+        .checked_mul(height - 1)
+        .and_then(|n| n.checked_add(row_bytes))
+        .ok_or_else(overflow)?;
+    if data_len < needed {
+        return Err(Error::InvalidImage(format!(
+            "{what} data has {data_len} bytes, {width}x{height} with stride {stride} needs {needed}"
+        )));
+    }
+    Ok(row_bytes)
+}
+
 impl<'a> ImageView<'a> {
-    /// Checks sizes so later stages can index without bounds surprises. The
-    /// last row may be shorter than `stride` (only its pixels must be there).
+    /// Checks sizes ([`check_layout`]) so later stages can index without
+    /// bounds surprises.
     pub fn new(
         data: &'a [u8],
         width: usize,
@@ -69,34 +105,8 @@ impl<'a> ImageView<'a> {
         stride: usize,
         format: PixelFormat,
     ) -> Result<Self> {
-        if width == 0 || height == 0 {
-            return Err(Error::InvalidImage(format!(
-                "image has zero size ({width}x{height})"
-            )));
-        }
-        let row_bytes = width
-            .checked_mul(format.channels())
-            .ok_or_else(|| Error::InvalidImage("image width overflows".into()))?;
-        if stride < row_bytes {
-            return Err(Error::InvalidImage(format!(
-                "row stride {stride} is smaller than width*channels = {row_bytes}"
-            )));
-        }
-        let needed = stride
-            .checked_mul(height - 1)
-            .and_then(|n| n.checked_add(row_bytes))
-            .ok_or_else(|| Error::InvalidImage("image size overflows".into()))?;
-        if data.len() < needed {
-            return Err(Error::InvalidImage(format!(
-                "image data has {} bytes, {}x{} {} with stride {} needs {}",
-                data.len(),
-                width,
-                height,
-                format.ros_encoding(),
-                stride,
-                needed
-            )));
-        }
+        let what = format!("{} image", format.ros_encoding());
+        check_layout(&what, width, height, stride, format.channels(), data.len())?;
         Ok(Self { data, width, height, stride, format })
     }
 
