@@ -202,9 +202,9 @@ fn image_view_refuses_bad_buffers_with_the_reason() {
     }
     let err = view_error(&data, 10, 10, 29, PixelFormat::Rgb8);
     assert!(err.contains("stride 29"), "{err}");
-    assert!(err.contains("width*channels = 30"), "{err}");
+    assert!(err.contains("width 10 * 3 bytes = 30"), "{err}");
     let err = view_error(&data, 10, 10, 39, PixelFormat::Rgba8);
-    assert!(err.contains("stride 39") && err.contains("= 40"), "{err}");
+    assert!(err.contains("stride 39") && err.contains("* 4 bytes = 40"), "{err}");
     let err = view_error(&data[..299], 10, 10, 30, PixelFormat::Rgb8);
     assert!(err.contains("299 bytes"), "{err}");
     assert!(err.contains("needs 300"), "{err}");
