@@ -3,7 +3,11 @@
 fixed rate, then report the node's per-stage latency (medians from ~/stats),
 its frame counters and its resident memory over time.
 
-    python scripts/node_soak.py --pid $(pgrep -f clip_depth_node) --frames 1000 --rate 30
+    python scripts/node_soak.py --pid <node pid> --frames 1000 --rate 30
+
+--info-offset-ms shifts every camera_info stamp away from its image's, as a
+driver that stamps them separately does, so exact-stamp pairing never
+succeeds (the latency then shows whether the node waits for it).
 """
 
 import argparse
@@ -17,7 +21,9 @@ import rclpy
 from PIL import Image as PILImage
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 
 from clip_depth_msgs.msg import DepthStats
 
@@ -39,6 +45,8 @@ def main():
     ap.add_argument('--frames', type=int, default=1000)
     ap.add_argument('--rate', type=float, default=30.0)
     ap.add_argument('--node', default='/clip_depth')
+    ap.add_argument('--info-offset-ms', type=float, default=0.0,
+                    help='camera_info stamp minus image stamp (0: identical stamps)')
     args = ap.parse_args()
 
     rgb = np.asarray(PILImage.open(args.image).convert('RGB'))
@@ -59,7 +67,12 @@ def main():
         msg.header.frame_id = 'camera_optical_frame'
         msg.width, msg.height, msg.encoding, msg.step = width, height, 'rgb8', width * 3
         msg.data = rgb.tobytes()
-        pub_info.publish(camera_info(width, height, msg.header))
+        info = camera_info(width, height, msg.header)
+        if args.info_offset_ms:
+            ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec + int(args.info_offset_ms * 1e6)
+            info.header = Header(stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000),
+                                 frame_id=msg.header.frame_id)
+        pub_info.publish(info)
         pub_image.publish(msg)
         deadline = start + (i + 1) / args.rate
         while time.monotonic() < deadline:
@@ -80,6 +93,9 @@ def main():
               'total_ms', 'latency_ms']
     print('median over processed frames: ' + ', '.join(
         f'{f[:-3]} {statistics.median(getattr(s, f) for s in stats):.2f}' for f in fields) + ' (ms)')
+    latency = sorted(s.latency_ms for s in stats)
+    print(f'latency from the image stamp: median {statistics.median(latency):.1f} ms, '
+          f'90th percentile {latency[int(0.9 * (len(latency) - 1))]:.1f} ms over {len(latency)} frames')
     overhead = [s.decode_ms + s.preprocess_ms + s.postprocess_ms + s.cloud_ms for s in stats]
     print(f'node overhead around the model (decode + preprocess + postprocess + cloud): '
           f'median {statistics.median(overhead):.2f} ms')

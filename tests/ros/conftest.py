@@ -2,6 +2,7 @@
 
 The tests run the built node binary as a subprocess and talk to it from an
 independent rclpy peer. See README.md in this directory for how to run them.
+Message builders and readers are in ros_messages.py.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ _REQUIRED = os.environ.get('CLIP_DEPTH_ROS_REQUIRED', '') not in ('', '0', 'fals
 _DOMAIN_MIN, _DOMAIN_MAX = 1, 101
 _DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / 'clip_depth_ros_test_domains'
 
-DEFAULT_FRAME_ID = 'camera_optical_frame'
-
 
 def _skip_or_fail(reason: str):
     if _REQUIRED:
@@ -49,14 +48,15 @@ try:  # rclpy and the messages need the environment from .ros/env.sh.
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
-    from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile,
-                           ReliabilityPolicy)
-    from builtin_interfaces.msg import Time
+    from rclpy.qos import QoSProfile
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-    from std_msgs.msg import Header
+    from ros_messages import (DEFAULT_FRAME_ID, make_camera_info, make_compressed_image, make_header,
+                              make_image, qos_best_effort, qos_reliable, stamp_ns)
     _IMPORT_ERROR: Optional[BaseException] = None
 except ImportError as exc:  # pragma: no cover - depends on the environment
     _IMPORT_ERROR = exc
+    DEFAULT_FRAME_ID = ''
+
 
 try:
     from clip_depth_msgs.msg import DepthStats
@@ -82,159 +82,6 @@ def pytest_collection_modifyitems(config, items):
 
 
 # --------------------------------------------------------------------------
-# QoS profiles
-# --------------------------------------------------------------------------
-
-def qos_reliable(depth: int = 10) -> 'QoSProfile':
-    """Reliable, volatile, keep-last: reaches reliable and best-effort subscribers."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
-
-
-def qos_best_effort(depth: int = 10) -> 'QoSProfile':
-    """Best effort (like SensorDataQoS): matches reliable and best-effort publishers."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.BEST_EFFORT,
-                      durability=DurabilityPolicy.VOLATILE)
-
-
-# --------------------------------------------------------------------------
-# Message builders
-# --------------------------------------------------------------------------
-
-def make_stamp(seconds: Optional[float] = None) -> 'Time':
-    """builtin_interfaces/Time from seconds (default: wall-clock now)."""
-    if seconds is None:
-        seconds = time.time()
-    ns = int(round(seconds * 1e9))
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def make_header(stamp: Optional['Time'] = None, frame_id: str = DEFAULT_FRAME_ID) -> 'Header':
-    return Header(stamp=stamp if stamp is not None else make_stamp(), frame_id=frame_id)
-
-
-def pattern_image(width: int, height: int) -> 'np.ndarray':
-    """A deterministic HxWx3 uint8 RGB image with gradients and a square."""
-    ys, xs = np.mgrid[0:height, 0:width]
-    img = np.empty((height, width, 3), dtype=np.uint8)
-    img[..., 0] = (xs * 255 // max(width - 1, 1)).astype(np.uint8)
-    img[..., 1] = (ys * 255 // max(height - 1, 1)).astype(np.uint8)
-    img[..., 2] = 128
-    img[height // 4: height // 2, width // 4: width // 2] = (250, 250, 250)
-    return img
-
-
-_ENCODING_CHANNELS = {
-    'rgb8': (3, np.uint8), 'bgr8': (3, np.uint8), 'rgba8': (4, np.uint8),
-    'bgra8': (4, np.uint8), 'mono8': (1, np.uint8), 'mono16': (1, np.uint16),
-    '32FC1': (1, np.float32), '16UC1': (1, np.uint16),
-} if _IMPORT_ERROR is None else {}
-
-
-def make_image(array: Optional['np.ndarray'] = None, *, width: int = 64, height: int = 48,
-               encoding: str = 'rgb8', header: Optional['Header'] = None) -> 'Image':
-    """sensor_msgs/Image from an array (default: pattern_image in RGB).
-
-    The array is HxW or HxWxC in the layout of `encoding`; for bgr8/bgra8 the
-    caller passes the channels already in that order.
-    """
-    if array is None:
-        rgb = pattern_image(width, height)
-        if encoding == 'rgb8':
-            array = rgb
-        elif encoding == 'bgr8':
-            array = rgb[..., ::-1]
-        elif encoding == 'rgba8':
-            array = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-        elif encoding == 'bgra8':
-            array = np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 255, np.uint8)])
-        elif encoding == 'mono8':
-            array = rgb.mean(axis=2).astype(np.uint8)
-        else:
-            raise ValueError(f'no default pattern for encoding {encoding!r}; pass an array')
-    array = np.ascontiguousarray(array)
-    if encoding in _ENCODING_CHANNELS:
-        channels, dtype = _ENCODING_CHANNELS[encoding]
-        array = array.astype(dtype, copy=False)
-        if array.ndim == 2 and channels != 1 or array.ndim == 3 and array.shape[2] != channels:
-            raise ValueError(f'array of shape {array.shape} does not fit {encoding}')
-    h, w = array.shape[:2]
-    msg = Image()
-    msg.header = header if header is not None else make_header()
-    msg.height, msg.width = int(h), int(w)
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = int(array.strides[0])
-    msg.data = array.tobytes()
-    return msg
-
-
-def make_camera_info(width: int, height: int, *, header: Optional['Header'] = None,
-                     fx: Optional[float] = None, fy: Optional[float] = None,
-                     cx: Optional[float] = None, cy: Optional[float] = None) -> 'CameraInfo':
-    """A rectified pinhole CameraInfo (K = P[:3,:3], no distortion).
-
-    Defaults: fx = fy = width (about 53 degrees horizontal field of view),
-    principal point at the image centre.
-    """
-    fx = float(width) if fx is None else float(fx)
-    fy = fx if fy is None else float(fy)
-    cx = (width - 1) / 2.0 if cx is None else float(cx)
-    cy = (height - 1) / 2.0 if cy is None else float(cy)
-    msg = CameraInfo()
-    msg.header = header if header is not None else make_header()
-    msg.width, msg.height = int(width), int(height)
-    msg.distortion_model = 'plumb_bob'
-    msg.d = [0.0] * 5
-    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return msg
-
-
-def make_compressed_image(rgb: Optional['np.ndarray'] = None, *, width: int = 64, height: int = 48,
-                          fmt: str = 'jpeg', header: Optional['Header'] = None,
-                          quality: int = 90) -> 'CompressedImage':
-    """sensor_msgs/CompressedImage as image_transport's compressed plugin writes it.
-
-    `rgb` is HxWx3 uint8 in RGB order (default: pattern_image). `fmt` is
-    'jpeg' or 'png'; the format string names a bgr8 source as cv_bridge does.
-    """
-    from io import BytesIO
-
-    from PIL import Image as PilImage
-
-    if rgb is None:
-        rgb = pattern_image(width, height)
-    buf = BytesIO()
-    pil = PilImage.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode='RGB')
-    if fmt == 'jpeg':
-        pil.save(buf, format='JPEG', quality=quality)
-    elif fmt == 'png':
-        pil.save(buf, format='PNG')
-    else:
-        raise ValueError(f'unsupported format {fmt!r}')
-    msg = CompressedImage()
-    msg.header = header if header is not None else make_header()
-    msg.format = f'bgr8; {fmt} compressed bgr8'
-    msg.data = buf.getvalue()
-    return msg
-
-
-def image_to_array(msg: 'Image') -> 'np.ndarray':
-    """sensor_msgs/Image (32FC1, 16UC1, mono8, rgb8, bgr8, ...) to a numpy array view."""
-    channels, dtype = _ENCODING_CHANNELS[msg.encoding]
-    itemsize = np.dtype(dtype).itemsize
-    raw = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
-    raw = raw[:, : msg.width * channels * itemsize]
-    order = '>' if msg.is_bigendian else '<'
-    arr = raw.copy().view(np.dtype(dtype).newbyteorder(order))
-    return arr.reshape(msg.height, msg.width, channels) if channels > 1 else arr.reshape(msg.height, msg.width)
-
-
-# --------------------------------------------------------------------------
 # The rclpy test peer
 # --------------------------------------------------------------------------
 
@@ -246,14 +93,12 @@ class TopicCollector:
         self.msg_type = msg_type
         self._cond = threading.Condition()
         self._messages: list = []
-        self._arrivals: list = []
         self._peer = peer
         self.subscription = peer.node.create_subscription(msg_type, topic, self._on_msg, qos)
 
     def _on_msg(self, msg):
         with self._cond:
             self._messages.append(msg)
-            self._arrivals.append(time.monotonic())
             self._cond.notify_all()
 
     @property
@@ -261,16 +106,9 @@ class TopicCollector:
         with self._cond:
             return list(self._messages)
 
-    @property
-    def arrival_times(self) -> list:
-        """time.monotonic() of each message's arrival."""
-        with self._cond:
-            return list(self._arrivals)
-
     def clear(self):
         with self._cond:
             self._messages.clear()
-            self._arrivals.clear()
 
     def wait_for(self, count: int = 1, timeout: float = 10.0,
                  predicate: Optional[Callable[[Any], bool]] = None) -> list:
@@ -333,27 +171,7 @@ class RosPeer:
         """Start recording `topic`. Default QoS is best effort, which matches any publisher."""
         return TopicCollector(self, msg_type, topic, qos or qos_best_effort(50))
 
-    def wait_for_messages(self, msg_type, topic: str, count: int = 1, timeout: float = 10.0,
-                          qos: Optional['QoSProfile'] = None,
-                          predicate: Optional[Callable[[Any], bool]] = None) -> list:
-        """Subscribe to `topic`, wait for `count` messages, unsubscribe, return them."""
-        collector = self.collect(msg_type, topic, qos)
-        try:
-            return collector.wait_for(count, timeout, predicate)
-        finally:
-            collector.destroy()
-
     # -- graph -------------------------------------------------------------
-    def wait_for_node(self, name: str, namespace: str = '/', timeout: float = 10.0):
-        """Wait until a node `namespace/name` is visible in the ROS graph."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (name, namespace) in self.node.get_node_names_and_namespaces():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f'node {namespace.rstrip("/")}/{name} did not appear within {timeout} s; '
-                             f'graph: {self.node.get_node_names_and_namespaces()}')
-
     def wait_for_subscribers(self, publisher, count: int = 1, timeout: float = 10.0):
         """Wait until `publisher` is matched by `count` subscriptions."""
         deadline = time.monotonic() + timeout
@@ -363,56 +181,6 @@ class RosPeer:
             time.sleep(0.02)
         raise AssertionError(f'{publisher.topic_name}: {publisher.get_subscription_count()} '
                              f'subscriber(s) after {timeout} s, wanted {count}')
-
-    def wait_for_publishers(self, topic: str, count: int = 1, timeout: float = 10.0):
-        """Wait until `topic` (fully qualified) has `count` publishers."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.node.count_publishers(topic) >= count:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f'{topic}: {self.node.count_publishers(topic)} publisher(s) after '
-                             f'{timeout} s, wanted {count}')
-
-    # -- publishing inputs -------------------------------------------------
-    def publish_frame(self, image_pub, info_pub, array: Optional['np.ndarray'] = None, *,
-                      width: int = 64, height: int = 48, encoding: str = 'rgb8',
-                      stamp: Optional['Time'] = None, frame_id: str = DEFAULT_FRAME_ID,
-                      camera_info: Optional['CameraInfo'] = None,
-                      info_first: bool = True) -> 'Header':
-        """Publish an Image and its CameraInfo with the same header; return the header.
-
-        `camera_info` (its header is replaced) defaults to make_camera_info
-        for the image's size. The camera_info goes out first unless
-        `info_first` is False.
-        """
-        header = make_header(stamp, frame_id)
-        image = make_image(array, width=width, height=height, encoding=encoding, header=header)
-        info = camera_info if camera_info is not None else make_camera_info(image.width, image.height)
-        info.header = header
-        if info_first:
-            info_pub.publish(info)
-            image_pub.publish(image)
-        else:
-            image_pub.publish(image)
-            info_pub.publish(info)
-        return header
-
-    def publish_compressed(self, compressed_pub, info_pub=None, rgb: Optional['np.ndarray'] = None, *,
-                           width: int = 64, height: int = 48, fmt: str = 'jpeg',
-                           stamp: Optional['Time'] = None, frame_id: str = DEFAULT_FRAME_ID,
-                           camera_info: Optional['CameraInfo'] = None) -> 'Header':
-        """Publish a CompressedImage (and, given `info_pub`, its CameraInfo); return the header."""
-        header = make_header(stamp, frame_id)
-        if rgb is not None:
-            height, width = rgb.shape[:2]
-        msg = make_compressed_image(rgb, width=width, height=height, fmt=fmt, header=header)
-        if info_pub is not None:
-            info = camera_info if camera_info is not None else make_camera_info(width, height)
-            info.header = header
-            info_pub.publish(info)
-        compressed_pub.publish(msg)
-        return header
 
 
 # --------------------------------------------------------------------------
@@ -679,12 +447,6 @@ def ros_peer(rclpy_context):
     peer.close()
 
 
-@pytest.fixture
-def ros_node(ros_peer):
-    """The rclpy Node of `ros_peer`."""
-    return ros_peer.node
-
-
 @pytest.fixture(scope='session')
 def node_binary(ros_environment) -> Path:
     """Path of the clip_depth_node binary (CLIP_DEPTH_NODE_BIN or target/debug)."""
@@ -768,21 +530,6 @@ def start_node(node_binary, ros_domain_id, ros_log_dir):
 
 
 @pytest.fixture
-def ros_helpers(ros_environment):
-    """The message builders and helpers of this module, for tests that prefer a fixture
-    to `from conftest import ...`."""
-    import types
-    return types.SimpleNamespace(
-        qos_reliable=qos_reliable, qos_best_effort=qos_best_effort,
-        make_stamp=make_stamp, make_header=make_header, pattern_image=pattern_image,
-        make_image=make_image, make_camera_info=make_camera_info,
-        make_compressed_image=make_compressed_image, image_to_array=image_to_array,
-        format_param_value=format_param_value, ros_args=ros_args,
-        DepthStats=DepthStats,
-    )
-
-
-@pytest.fixture
 def depth_stats_type():
     """clip_depth_msgs/DepthStats (the Python class)."""
     if DepthStats is None:
@@ -791,7 +538,7 @@ def depth_stats_type():
 
 
 # --------------------------------------------------------------------------
-# The tiny test model, independent geometry, and a node + peer rig
+# The tiny test model and a node + peer rig
 # --------------------------------------------------------------------------
 
 FIXTURES_DIR = REPO_ROOT / 'tests' / 'fixtures'
@@ -822,78 +569,11 @@ def load_fixture_image(name: str) -> 'np.ndarray':
         return np.asarray(pil.convert('RGB'), dtype=np.uint8).copy()
 
 
-def stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def assert_same_header(msg, header, what: str = 'message'):
     """stamp and frame_id of `msg.header` equal `header`'s."""
     got = (stamp_ns(msg.header.stamp), msg.header.frame_id)
     want = (stamp_ns(header.stamp), header.frame_id)
     assert got == want, f'{what}: header (stamp ns, frame_id) {got} != input {want}'
-
-
-def camera_intrinsics(info) -> tuple:
-    """(fx, fy, cx, cy) of the image a CameraInfo describes, as depth_image_proc
-    (image_geometry) computes them: from P (K when P is all zero), principal
-    point shifted by the ROI offset, everything divided by the binning (0 = 1)."""
-    p = np.asarray(info.p, dtype=np.float64)
-    k = np.asarray(info.k, dtype=np.float64)
-    if np.all(p == 0):
-        fx, fy, cx, cy = k[0], k[4], k[2], k[5]
-    else:
-        fx, fy, cx, cy = p[0], p[5], p[2], p[6]
-    bx = max(int(info.binning_x), 1)
-    by = max(int(info.binning_y), 1)
-    return (fx / bx, fy / by, (cx - info.roi.x_offset) / bx, (cy - info.roi.y_offset) / by)
-
-
-def depth_to_metres(msg: 'Image') -> 'np.ndarray':
-    """A 32FC1 (metres) or 16UC1 (mm, 0 = invalid -> NaN) depth image as float64 metres."""
-    arr = image_to_array(msg)
-    if msg.encoding == '16UC1':
-        out = arr.astype(np.float64) * 1e-3
-        out[arr == 0] = np.nan
-        return out
-    assert msg.encoding == '32FC1', msg.encoding
-    return arr.astype(np.float64)
-
-
-def backproject(depth: 'np.ndarray', info, decimation: int = 1) -> tuple:
-    """X, Y, Z (float64, organised ceil(h/d) x ceil(w/d)) of depth pixels
-    (d*row, d*col): X = (u - cx) Z / fx, Y = (v - cy) Z / fy. Pixels without a
-    valid reading (non-finite or <= 0) give NaN."""
-    fx, fy, cx, cy = camera_intrinsics(info)
-    z = np.asarray(depth, dtype=np.float64)[::decimation, ::decimation].copy()
-    z[~np.isfinite(z) | (z <= 0)] = np.nan
-    v, u = np.mgrid[0:depth.shape[0]:decimation, 0:depth.shape[1]:decimation].astype(np.float64)
-    return (u - cx) * z / fx, (v - cy) * z / fy, z
-
-
-_POINT_FIELD_DTYPES = {1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8'}
-
-
-def cloud_to_array(msg: 'PointCloud2') -> 'np.ndarray':
-    """A PointCloud2 as a (height, width) numpy structured array with its fields
-    at their declared offsets (little-endian; checks row_step and data size)."""
-    assert not msg.is_bigendian
-    names, formats, offsets = [], [], []
-    for f in msg.fields:
-        assert f.count == 1, f'field {f.name} has count {f.count}'
-        names.append(f.name)
-        formats.append('<' + _POINT_FIELD_DTYPES[f.datatype])
-        offsets.append(f.offset)
-    dtype = np.dtype({'names': names, 'formats': formats, 'offsets': offsets,
-                      'itemsize': msg.point_step})
-    assert msg.row_step == msg.width * msg.point_step, (msg.row_step, msg.width, msg.point_step)
-    data = bytes(msg.data)
-    assert len(data) == msg.row_step * msg.height, (len(data), msg.row_step, msg.height)
-    return np.frombuffer(data, dtype=dtype).reshape(msg.height, msg.width)
-
-
-def cloud_bytes(msg: 'PointCloud2') -> 'np.ndarray':
-    """The raw point records of a PointCloud2 as (height, width, point_step) uint8."""
-    return np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.width, msg.point_step)
 
 
 @dataclass

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from conftest import (image_to_array, load_fixture_image, make_camera_info, make_compressed_image,
-                      make_header, make_image)
+from conftest import load_fixture_image
+from ros_messages import (image_to_array, make_camera_info, make_compressed_image, make_header,
+                          make_image)
 
 W, H = 64, 48
 SAME_DEPTH_ATOL = 1e-5

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import TINY_CLIP_DIR, make_camera_info, make_header, make_image, pattern_image, tiny_model_params
+from conftest import TINY_CLIP_DIR, tiny_model_params
+from ros_messages import make_camera_info, make_header, make_image, pattern_image
 
 
 def _truncated_checkpoint(tmp_path):
@@ -33,6 +34,13 @@ STARTUP_ERRORS = {
     'cloud_decimation_0': ({'cloud_decimation': 0}, 'cloud_decimation'),
     'depth_encoding_8UC1': ({'depth_encoding': '8UC1'}, 'depth_encoding'),
     'truncated_checkpoint': ({'checkpoint': _truncated_checkpoint}, 'checkpoint'),
+    # The tiny model's range is [0.001, 10] m.
+    'min_range_beyond_the_model': ({'min_range': 12.0}, 'min_range'),
+    'max_range_beyond_the_model': ({'max_range': 80.0}, 'max_range'),
+    'min_range_above_max_range': ({'min_range': 5.0, 'max_range': 2.0}, 'max_range'),
+    'negative_min_range': ({'min_range': -1.0}, 'min_range'),
+    'min_range_above_the_model_max_even_when_allowed': (
+        {'min_range': 12.0, 'allow_out_of_model_range': True}, 'min_range'),
 }
 
 

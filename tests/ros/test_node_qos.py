@@ -9,7 +9,8 @@ import time
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from conftest import CAM_IMAGE, make_header, make_image, qos_best_effort, qos_reliable
+from conftest import CAM_IMAGE
+from ros_messages import make_header, make_image, qos_best_effort, qos_reliable
 
 
 def _endpoint_reliability(infos, node_name='clip_depth'):

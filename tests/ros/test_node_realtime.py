@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from conftest import (load_fixture_image, make_camera_info, make_header, make_image, qos_reliable,
-                      stamp_ns)
+from conftest import load_fixture_image
+from ros_messages import make_camera_info, make_header, make_image, qos_reliable, stamp_ns
 
 RATE_HZ = 30.0
 DURATION_S = 4.0

@@ -9,13 +9,14 @@ its own node (about a second each) to see its own warning.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from conftest import (make_camera_info, make_compressed_image, make_header, make_image,
-                      make_stamp, stamp_ns)
+from ros_messages import (make_camera_info, make_compressed_image, make_header, make_image,
+                          make_stamp, stamp_ns, stamp_plus)
 
 
 def _zero_size(header):
@@ -150,4 +151,37 @@ def test_without_use_latest_camera_info_an_unpaired_frame_has_no_cloud(depth_rig
     rig.assert_nothing(header, ('info', 'points'), wait=0.5)
     assert out.stats.frames_skipped_invalid == 0
     out = rig.frame(expect=('depth', 'info', 'points', 'stats'))   # exact pairing still works
+    assert rig.close() == 0
+
+
+def test_never_matching_stamps_stop_the_wait(depth_rig):
+    """camera_info stamped apart from its image (1 ms later, as a driver that
+    stamps them separately does): the first frames wait camera_info_sync_window
+    for an exact match; after 5 frames without one the node pairs with the
+    newest camera_info at once, so the window leaves the latency. A camera_info
+    that then arrives with an earlier image's exact stamp makes it wait again."""
+    window_ms = 600.0
+    rig = depth_rig(params={'camera_info_sync_window': window_ms / 1e3})   # warm-up pairs exactly
+
+    def offset_frame(header=None):
+        header = header or make_header()
+        info = make_camera_info(64, 48, header=make_header(stamp_plus(header.stamp, 1_000_000), header.frame_id))
+        rig.publish(make_image(width=64, height=48, header=header), info)
+        out = rig.outputs(header, expect=('depth', 'info', 'points', 'stats'))
+        return out.stats.total_ms
+
+    waited = [offset_frame() for _ in range(5)]
+    assert min(waited) >= 0.9 * window_ms, waited
+    rig.wait_for_log(r'WARN.*matched no image for 5 frames in a row: no longer waiting')
+    prompt = [offset_frame() for _ in range(3)]
+    assert max(prompt) < 0.5 * window_ms, prompt
+
+    # Image S pairs with the newest at once; its own camera_info comes late.
+    late = make_header()
+    rig.publish(make_image(width=64, height=48, header=late))
+    rig.outputs(late, expect=('depth', 'info', 'stats'))
+    rig.info_pub.publish(make_camera_info(64, 48, header=late))
+    time.sleep(0.2)
+    assert offset_frame() >= 0.9 * window_ms, 'a late exact camera_info should bring the wait back'
+    rig.wait_for_log(r'INFO.*waiting up to camera_info_sync_window again')
     assert rig.close() == 0

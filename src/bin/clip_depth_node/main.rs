@@ -1,12 +1,15 @@
 //! `clip_depth_node`: camera images in, SPACE-CLIP metric depth, camera_info
 //! and point clouds out (r2r + tokio). Start-up problems (bad parameter,
 //! missing or bad weights) end the process with exit code 2 and one line;
-//! bad frames at run time are skipped and the node carries on.
+//! bad frames at run time are skipped and the node carries on; if the
+//! inference or ROS thread dies anyway, the process exits with code 1 so
+//! that a supervisor (a launch file's `respawn`) can restart it.
 
 mod camera_sync;
 mod frame_slot;
 mod messages;
 mod params;
+mod supervise;
 mod throttle;
 mod worker;
 
@@ -18,19 +21,30 @@ use futures::StreamExt;
 use r2r::clip_depth_msgs::msg::DepthStats;
 use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image, PointCloud2};
 
+use clip_depth_ros::geometry::resolve_range;
 use clip_depth_ros::DepthEstimator;
 
 use frame_slot::{Payload, Shared};
-use params::NodeParams;
+use params::{NodeParams, StartupOnly};
 use worker::{Outputs, Worker};
 
 const NODE_NAME: &str = "clip_depth";
 
+/// How a started node ended.
+enum Ended {
+    /// SIGINT / SIGTERM: exit 0.
+    Signal,
+    /// A thread the node cannot work without ended: exit 1.
+    ThreadDied,
+}
+
 fn main() -> ExitCode {
     clip_depth_ros::tune_cpu_runtime();
     clip_depth_ros::error::one_line_panics("clip_depth_node");
+    supervise::install_panic_hook();
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Ended::Signal) => ExitCode::SUCCESS,
+        Ok(Ended::ThreadDied) => ExitCode::from(1),
         Err(msg) => {
             eprintln!("clip_depth_node: error: {}", msg.replace('\n', " "));
             ExitCode::from(2)
@@ -38,21 +52,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), String> {
+fn run() -> Result<Ended, String> {
     let ctx = r2r::Context::create().map_err(|e| format!("cannot initialise ROS 2: {e}"))?;
     let mut node = r2r::Node::create(ctx, NODE_NAME, "").map_err(|e| format!("cannot create the node: {e}"))?;
     let logger = node.logger().to_string();
 
-    let params = Arc::new(Mutex::new(NodeParams::default()));
+    let params = Arc::new(Mutex::new(StartupOnly(NodeParams::default())));
     let (param_handler, _param_events) = node
         .make_derived_parameter_handler(params.clone())
         .map_err(|e| format!("bad parameter: {e}"))?;
     warn_unknown_parameters(&node, &logger);
-    let settings = params.lock().map_err(|_| "parameter lock poisoned".to_string())?.validate()?;
+    let settings = params.lock().map_err(|_| "parameter lock poisoned".to_string())?.0.validate()?;
 
     let t = Instant::now();
     let estimator = DepthEstimator::load(&settings.files, settings.device, settings.dtype)
         .map_err(|e| format!("parameter {}: {e}", culprit_parameter(&e, &settings)))?;
+    // Before anything is logged: a bad range is a start-up error (one line).
+    let range = resolve_range(
+        settings.min_range,
+        settings.max_range,
+        estimator.depth_range(),
+        settings.allow_out_of_model_range,
+    )
+    .map_err(|e| e.to_string())?;
     r2r::log_info!(
         &logger,
         "model {} loaded in {:.1} s on {} ({}); depth range {:?} m",
@@ -90,7 +112,7 @@ fn run() -> Result<(), String> {
         stats: node.create_publisher::<DepthStats>("~/stats", out_qos).map_err(err("~/stats publisher"))?,
     };
 
-    let worker = Worker::new(shared.clone(), estimator, settings.clone(), outputs, logger.clone());
+    let worker = Worker::new(shared.clone(), estimator, settings.clone(), range, outputs, logger.clone());
     r2r::log_info!(
         &logger,
         "listening on {} + camera_info; publishing depth/image ({}), depth/camera_info{}{}, ~/stats; ranges {:?} m",
@@ -98,30 +120,39 @@ fn run() -> Result<(), String> {
         settings.depth_encoding.ros_encoding(),
         if settings.publish_cloud { format!(", points (decimation {})", settings.cloud_decimation) } else { String::new() },
         if settings.publish_colormap { ", depth/colormap" } else { "" },
-        (worker.range().min, worker.range().max),
+        (range.min, range.max),
     );
-    let worker_thread = std::thread::Builder::new()
-        .name("inference".into())
-        .spawn(move || worker.run())
-        .map_err(|e| format!("cannot start the inference thread: {e}"))?;
+    // Each thread says when it ends; before shutdown that is a death.
+    let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let watched = |name: &'static str, body: Box<dyn FnOnce() + Send>| {
+        let tx = ended_tx.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let why = supervise::supervised(body).err().unwrap_or_else(|| "it returned".into());
+                let _ = tx.send(format!("the {name} thread ended: {why}"));
+            })
+            .map_err(|e| format!("cannot start the {name} thread: {e}"))
+    };
+    let worker_thread = watched("inference", Box::new(move || worker.run()))?;
 
     // ROS executor: its own thread, draining rcl into the streams.
     let spin_shared = shared.clone();
-    let spin_thread = std::thread::Builder::new()
-        .name("ros-spin".into())
-        .spawn(move || {
+    let spin_thread = watched(
+        "ros-spin",
+        Box::new(move || {
             while !spin_shared.shutting_down() {
                 node.spin_once(Duration::from_millis(20));
             }
-        })
-        .map_err(|e| format!("cannot start the ROS thread: {e}"))?;
+        }),
+    )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start tokio: {e}"))?;
-    runtime.block_on(async {
+    let ended = runtime.block_on(async {
         tokio::spawn(param_handler);
         let s = shared.clone();
         tokio::spawn(async move {
@@ -137,7 +168,13 @@ fn run() -> Result<(), String> {
                 s.put_camera_info(info);
             }
         });
-        wait_for_signal().await;
+        tokio::select! {
+            _ = wait_for_signal() => Ended::Signal,
+            Some(why) = ended_rx.recv() => {
+                r2r::log_error!(&logger, "{why}; exiting with code 1 so that a supervisor (launch respawn) can restart the node");
+                Ended::ThreadDied
+            }
+        }
     });
 
     r2r::log_info!(&logger, "shutting down");
@@ -149,7 +186,7 @@ fn run() -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     runtime.shutdown_timeout(Duration::from_millis(100));
-    Ok(())
+    Ok(ended)
 }
 
 /// The parameter a model-loading error is about, for the one-line message.

@@ -106,6 +106,7 @@ pub struct Counters {
     pub processed: u64,
     pub dropped_stale: u64,
     pub skipped_invalid: u64,
+    pub failed: u64,
 }
 
 pub fn stats_msg(header: &Header, s: &FrameStats, c: &Counters, model_name: &str, device: &str) -> DepthStats {
@@ -123,6 +124,7 @@ pub fn stats_msg(header: &Header, s: &FrameStats, c: &Counters, model_name: &str
         frames_processed: c.processed,
         frames_dropped_stale: c.dropped_stale,
         frames_skipped_invalid: c.skipped_invalid,
+        frames_failed: c.failed,
         depth_min: s.depth_min,
         depth_median: s.depth_median,
         depth_max: s.depth_max,

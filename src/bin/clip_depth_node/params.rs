@@ -1,10 +1,12 @@
 //! The node's ROS parameters (set from YAML or `-p`), and their validation
-//! into settings the node can trust. Every check names its parameter.
+//! into settings the node can trust. Every check names its parameter. All
+//! of them are read once at start: [`StartupOnly`] refuses later changes.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use r2r::{QosProfile, RosParams};
+use r2r::indexmap::IndexMap;
+use r2r::{Parameter, ParameterValue, QosProfile, RosParams};
 
 use clip_depth_ros::geometry::DepthEncoding;
 use clip_depth_ros::{DeviceSpec, ModelDType, ModelFiles};
@@ -35,6 +37,8 @@ pub struct NodeParams {
     pub min_range: f64,
     /// Farther than this [m]: +Inf in the depth image, NaN in the cloud (0 = the model's max_depth)
     pub max_range: f64,
+    /// Accept min_range/max_range outside the model's [min_depth, max_depth]
+    pub allow_out_of_model_range: bool,
     /// Publish the organised point cloud on points
     pub publish_cloud: bool,
     /// Keep every n-th pixel in both directions in the cloud (1 = all)
@@ -72,6 +76,7 @@ impl Default for NodeParams {
             depth_encoding: "32FC1".into(),
             min_range: 0.0,
             max_range: 0.0,
+            allow_out_of_model_range: false,
             publish_cloud: true,
             cloud_decimation: 1,
             cloud_rgb: false,
@@ -95,9 +100,11 @@ pub struct Settings {
     pub compressed: bool,
     pub output_size: Option<(usize, usize)>,
     pub depth_encoding: DepthEncoding,
-    /// 0 = the model's range (resolved once the model is loaded).
-    pub min_range: f32,
-    pub max_range: f32,
+    /// 0 = the model's; checked against the model's range once it is
+    /// loaded (`clip_depth_ros::geometry::resolve_range`).
+    pub min_range: f64,
+    pub max_range: f64,
+    pub allow_out_of_model_range: bool,
     pub publish_cloud: bool,
     pub cloud_decimation: usize,
     pub cloud_rgb: bool,
@@ -160,17 +167,6 @@ impl NodeParams {
             "16UC1" => DepthEncoding::U16Millimetres,
             other => return Err(format!("parameter depth_encoding must be 32FC1 or 16UC1, got {other:?}")),
         };
-        for (name, v) in [("min_range", self.min_range), ("max_range", self.max_range)] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("parameter {name} must be a finite number >= 0 (0 = the model's), got {v}"));
-            }
-        }
-        if self.max_range > 0.0 && self.min_range >= self.max_range {
-            return Err(format!(
-                "parameter min_range ({}) must be below max_range ({})",
-                self.min_range, self.max_range
-            ));
-        }
         if !(1..=64).contains(&self.cloud_decimation) {
             return Err(format!("parameter cloud_decimation must be in 1..=64, got {}", self.cloud_decimation));
         }
@@ -187,8 +183,9 @@ impl NodeParams {
             compressed,
             output_size,
             depth_encoding,
-            min_range: self.min_range as f32,
-            max_range: self.max_range as f32,
+            min_range: self.min_range,
+            max_range: self.max_range,
+            allow_out_of_model_range: self.allow_out_of_model_range,
             publish_cloud: self.publish_cloud,
             cloud_decimation: self.cloud_decimation as usize,
             cloud_rgb: self.cloud_rgb,
@@ -198,5 +195,127 @@ impl NodeParams {
             input_qos: qos("input_reliability", &self.input_reliability, "input_depth", self.input_depth)?,
             output_qos: qos("output_reliability", &self.output_reliability, "output_depth", self.output_depth)?,
         })
+    }
+}
+
+/// The node's parameters behind r2r's parameter services, read-only: every
+/// one is read once at start (the model, the subscriptions and the QoS are
+/// built from them), so `ros2 param set` must fail with the reason rather
+/// than report a success the node would ignore. r2r 0.9 has no read-only
+/// flag in its parameter descriptors; refusing the set is what it offers.
+pub struct StartupOnly(pub NodeParams);
+
+impl StartupOnly {
+    pub fn refusal(name: &str) -> r2r::Error {
+        r2r::Error::ParameterValueConv {
+            name: name.to_string(),
+            msg: "it is read-only: clip_depth reads its parameters once at start; \
+                  restart the node with the new value"
+                .into(),
+        }
+    }
+}
+
+impl RosParams for StartupOnly {
+    fn register_parameters(
+        &mut self,
+        prefix: &str,
+        param: Option<Parameter>,
+        params: &mut IndexMap<String, Parameter>,
+    ) -> r2r::Result<()> {
+        // Start-up values (command line, params file) are applied here.
+        self.0.register_parameters(prefix, param, params)
+    }
+
+    fn get_parameter(&mut self, name: &str) -> r2r::Result<ParameterValue> {
+        self.0.get_parameter(name)
+    }
+
+    fn set_parameter(&mut self, name: &str, _value: &ParameterValue) -> r2r::Result<()> {
+        Err(Self::refusal(name))
+    }
+
+    fn check_parameter(&self, name: &str, _value: &ParameterValue) -> r2r::Result<()> {
+        Err(Self::refusal(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/tiny_clip/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn good() -> NodeParams {
+        NodeParams { model_config: fixture("config.yaml"), checkpoint: fixture("checkpoint.pt"), ..Default::default() }
+    }
+
+    /// The error of `good()` changed by `edit`; it must name `param`.
+    fn refused(param: &str, edit: impl FnOnce(&mut NodeParams)) -> String {
+        let mut p = good();
+        edit(&mut p);
+        let err = p.validate().expect_err(param);
+        assert!(err.contains(param), "{err:?} does not name {param}");
+        err
+    }
+
+    #[test]
+    fn defaults_with_the_model_files_are_valid() {
+        let s = good().validate().unwrap();
+        assert!(!s.compressed && s.output_size.is_none() && s.publish_cloud && !s.publish_colormap);
+        assert_eq!((s.min_range, s.max_range, s.cloud_decimation), (0.0, 0.0, 1));
+        assert_eq!(s.sync_window, Duration::from_millis(50));
+        assert!(s.files.clip_weights.is_none() && s.files.clip_config.is_none());
+    }
+
+    #[test]
+    fn each_bad_value_names_its_parameter() {
+        refused("model_config", |p| p.model_config.clear());
+        let err = refused("checkpoint", |p| p.checkpoint = "/nonexistent/best.pt".into());
+        assert!(err.contains("/nonexistent/best.pt"), "{err}");
+        refused("clip_weights", |p| p.clip_weights = "missing.safetensors".into());
+        refused("device", |p| p.device = "tpu".into());
+        refused("dtype", |p| p.dtype = "f64".into());
+        refused("image_transport", |p| p.image_transport = "theora".into());
+        refused("output_width", |p| p.output_width = 640);
+        refused("output_height", |p| (p.output_width, p.output_height) = (640, -1));
+        refused("depth_encoding", |p| p.depth_encoding = "8UC1".into());
+        refused("cloud_decimation", |p| p.cloud_decimation = 0);
+        refused("cloud_decimation", |p| p.cloud_decimation = 65);
+        refused("camera_info_sync_window", |p| p.camera_info_sync_window = f64::NAN);
+        refused("camera_info_sync_window", |p| p.camera_info_sync_window = -0.1);
+        refused("input_reliability", |p| p.input_reliability = "sometimes".into());
+        refused("input_depth", |p| p.input_depth = 0);
+        refused("output_depth", |p| p.output_depth = 1001);
+    }
+
+    #[test]
+    fn accepted_values_come_through() {
+        let mut p = good();
+        (p.image_transport, p.output_width, p.output_height) = ("compressed".into(), 320, 240);
+        (p.depth_encoding, p.cloud_decimation, p.camera_info_sync_window) = ("16UC1".into(), 4, 0.0);
+        (p.input_reliability, p.output_reliability) = ("reliable".into(), "best_effort".into());
+        let s = p.validate().unwrap();
+        assert!(s.compressed);
+        assert_eq!(s.output_size, Some((320, 240)));
+        assert_eq!(s.depth_encoding, DepthEncoding::U16Millimetres);
+        assert_eq!((s.cloud_decimation, s.sync_window), (4, Duration::ZERO));
+    }
+
+    #[test]
+    fn run_time_changes_are_refused_with_the_reason() {
+        let mut params = StartupOnly(good());
+        let err = params.set_parameter("device", &ParameterValue::String("cuda:0".into())).unwrap_err();
+        assert!(err.to_string().contains("device") && err.to_string().contains("read-only"), "{err}");
+        assert!(params.check_parameter("max_range", &ParameterValue::Double(5.0)).is_err());
+        assert_eq!(params.0.device, "cpu", "the value must not change");
+        assert_eq!(params.get_parameter("device").unwrap(), ParameterValue::String("cpu".into()));
+        // Start-up values are still applied through registration.
+        let mut map = IndexMap::new();
+        map.insert("cloud_decimation".to_string(), Parameter::new(ParameterValue::Integer(3)));
+        params.register_parameters("", None, &mut map).unwrap();
+        assert_eq!(params.0.cloud_decimation, 3);
     }
 }

@@ -1,7 +1,8 @@
 //! The inference thread: takes the newest frame, pairs it with its
 //! camera_info, runs the model, publishes depth, camera_info, cloud,
 //! colormap and stats. A bad frame is skipped with a throttled warning
-//! naming the reason; the thread never dies on user data.
+//! naming the reason; a panic while processing a frame costs that frame
+//! (counted, throttled error naming the stage); the thread goes on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,17 +13,19 @@ use r2r::sensor_msgs::msg::{CameraInfo, Image, PointCloud2};
 use r2r::std_msgs::msg::Header;
 use r2r::Publisher;
 
-use clip_depth_ros::image::colormap::{colorize, ColourOrder};
 use clip_depth_ros::geometry::{
-    depth_camera_info, write_point_cloud, Backprojector, CameraInfoData, PinholeIntrinsics, RangeLimits, SampleGrid,
+    check_camera_info, depth_camera_info, write_point_cloud, Backprojector, CameraInfoData, DepthSummary,
+    PinholeIntrinsics, RangeLimits, SampleGrid,
 };
+use clip_depth_ros::image::colormap::{colorize, ColourOrder};
 use clip_depth_ros::image::ros_image::{decode_compressed, ModelImage, RawImage};
 use clip_depth_ros::{DepthEstimator, ImageView};
 
-use crate::camera_sync::{stamp_ns, Pairing};
+use crate::camera_sync::{stamp_ns, MatchingChange, Pairing, StampMatching};
 use crate::frame_slot::{Frame, Payload, Shared};
 use crate::messages::{camera_info_data, camera_info_msg, cloud_msg, image_msg, stats_msg, Counters, FrameStats};
 use crate::params::Settings;
+use crate::supervise::{supervised, test_hook, Stage};
 use crate::throttle::Throttle;
 
 pub struct Outputs {
@@ -36,8 +39,8 @@ pub struct Outputs {
 /// Why a frame was not processed: a throttling key and a message.
 struct Skip(&'static str, String);
 
-fn skip(key: &'static str) -> impl FnOnce(String) -> Skip {
-    move |msg| Skip(key, msg)
+fn skip<E: ToString>(key: &'static str) -> impl FnOnce(E) -> Skip {
+    move |e| Skip(key, e.to_string())
 }
 
 fn ms(d: Duration) -> f32 {
@@ -45,32 +48,35 @@ fn ms(d: Duration) -> f32 {
 }
 
 pub struct Worker {
-    pub shared: Arc<Shared>,
-    pub estimator: DepthEstimator,
-    pub settings: Settings,
-    pub outputs: Outputs,
-    pub logger: String,
-    pub device_name: String,
+    shared: Arc<Shared>,
+    estimator: DepthEstimator,
+    settings: Settings,
+    outputs: Outputs,
+    logger: String,
+    device_name: String,
     throttle: Throttle,
     processed: u64,
     skipped: u64,
+    failed: u64,
+    /// The stage the current frame is in, for the error if it panics.
+    stage: Stage,
     range: RangeLimits,
+    matching: StampMatching,
     points: Vec<Point3<f32>>,
     cloud_buf: Vec<u8>,
-    sorted: Vec<f32>,
+    scratch: Vec<f32>,
 }
 
 impl Worker {
+    /// `range`: the validated range test (`resolve_range`).
     pub fn new(
         shared: Arc<Shared>,
         estimator: DepthEstimator,
         settings: Settings,
+        range: RangeLimits,
         outputs: Outputs,
         logger: String,
     ) -> Self {
-        let (model_min, model_max) = estimator.depth_range();
-        let min = if settings.min_range > 0.0 { settings.min_range } else { model_min };
-        let max = if settings.max_range > 0.0 { settings.max_range } else { model_max };
         let device_name = format!("{} {}", settings.device, settings.dtype);
         Self {
             shared,
@@ -82,51 +88,88 @@ impl Worker {
             throttle: Throttle::new(Duration::from_secs(5)),
             processed: 0,
             skipped: 0,
-            range: RangeLimits::new(min, max),
+            failed: 0,
+            stage: Stage::Decode,
+            range,
+            matching: StampMatching::default(),
             points: Vec::new(),
             cloud_buf: Vec::new(),
-            sorted: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
-    pub fn range(&self) -> RangeLimits {
-        self.range
+    /// Throttled per kind of message: the key is the category plus the
+    /// message without its numbers, so a new reason shows at once while a
+    /// repeating one (with changing sizes or stamps) does not.
+    fn allow(&mut self, key: &str, msg: &str) -> bool {
+        let kind: String = msg.chars().filter(|c| !c.is_ascii_digit()).collect();
+        self.throttle.allow(&format!("{key}: {kind}"))
     }
 
-    /// Logs at most once per 5 s per kind of message: the key is the
-    /// category plus the message without its numbers, so a new reason shows
-    /// at once while a repeating one (with changing sizes or stamps) does not.
     fn warn(&mut self, key: &'static str, msg: &str) {
-        let kind: String = msg.chars().filter(|c| !c.is_ascii_digit()).collect();
-        if self.throttle.allow(&format!("{key}: {kind}")) {
+        if self.allow(key, msg) {
             r2r::log_warn!(&self.logger, "{msg}");
         }
     }
 
+    /// Processes frames until shutdown. Returns only then: a panic outside
+    /// the per-frame guard ends the thread, which `main` turns into an exit.
     pub fn run(mut self) {
-        loop {
-            let frame = {
-                let mut state = self.shared.lock();
-                loop {
-                    if self.shared.shutting_down() {
-                        return;
-                    }
-                    if let Some(frame) = state.frame.take() {
-                        break frame;
-                    }
-                    state = self.shared.wait_until(state, Instant::now() + Duration::from_millis(200));
+        while let Some(frame) = self.next_frame() {
+            test_hook("worker", &frame.header().frame_id);
+            self.stage = Stage::Decode;
+            match supervised(|| self.process(frame)) {
+                Ok(Ok(())) => {}
+                Ok(Err(Skip(key, msg))) => {
+                    self.skipped += 1;
+                    self.warn(key, &format!("frame skipped: {msg}"));
                 }
-            };
-            if let Err(Skip(key, msg)) = self.process(frame) {
-                self.skipped += 1;
-                self.warn(key, &format!("frame skipped: {msg}"));
+                Err(panic) => {
+                    self.failed += 1;
+                    let stage = self.stage.name();
+                    if self.allow(stage, "panic") {
+                        r2r::log_error!(
+                            &self.logger,
+                            "frame lost: internal error in stage {stage}: {panic} ({} frame(s) lost so far; carrying on)",
+                            self.failed
+                        );
+                    }
+                }
             }
         }
     }
 
-    /// Waits up to the sync window for the camera_info with `stamp`.
+    /// The newest frame, waiting for one; `None` at shutdown.
+    fn next_frame(&self) -> Option<Frame> {
+        let mut state = self.shared.lock();
+        loop {
+            if self.shared.shutting_down() {
+                return None;
+            }
+            if let Some(frame) = state.frame.take() {
+                return Some(frame);
+            }
+            state = self.shared.wait_until(state, Instant::now() + Duration::from_millis(200));
+        }
+    }
+
+    /// Marks the start of a stage (and lets a test build panic there).
+    fn enter(&mut self, stage: Stage, header: &Header) {
+        self.stage = stage;
+        test_hook(stage.name(), &header.frame_id);
+    }
+
+    /// The camera_info with the frame's stamp, waiting for it up to the sync
+    /// window while stamps are known to match (see [`StampMatching`]);
+    /// otherwise the newest one at once when `use_latest_camera_info`.
     fn pair_camera_info(&mut self, stamp: i64, received: Instant) -> Option<CameraInfo> {
-        let deadline = received + self.settings.sync_window;
+        let late = {
+            let state = self.shared.lock();
+            self.matching.check_late(|s| state.infos.contains(s))
+        };
+        self.log_matching(late);
+        let window = if self.matching.waiting() { self.settings.sync_window } else { Duration::ZERO };
+        let deadline = received + window;
         let pairing = {
             let mut state = self.shared.lock();
             loop {
@@ -139,15 +182,22 @@ impl Worker {
                 state = self.shared.wait_until(state, deadline);
             }
         };
+        let change = self.matching.record(stamp, matches!(pairing, Pairing::Exact(_)));
+        self.log_matching(change);
         match pairing {
             Pairing::Exact(info) => Some(info),
             Pairing::Latest(info_stamp, info) => {
-                let msg = format!(
-                    "no camera_info with the image's stamp within {:.0} ms: using the newest one, {:.1} ms apart (use_latest_camera_info)",
-                    self.settings.sync_window.as_secs_f64() * 1e3,
-                    (stamp - info_stamp) as f64 / 1e6
-                );
-                self.warn("camera_info_latest", &msg);
+                // Once stamps are known not to match, that was said once
+                // (log_matching); no warning per frame for it.
+                if !window.is_zero() {
+                    let msg = format!(
+                        "no camera_info with the image's stamp within {:.0} ms: using the newest one, {:.1} ms apart \
+                         (use_latest_camera_info)",
+                        window.as_secs_f64() * 1e3,
+                        (stamp - info_stamp) as f64 / 1e6
+                    );
+                    self.warn("camera_info_latest", &msg);
+                }
                 Some(info)
             }
             Pairing::None => {
@@ -163,11 +213,35 @@ impl Worker {
         }
     }
 
+    fn log_matching(&mut self, change: Option<MatchingChange>) {
+        match change {
+            Some(MatchingChange::StopWaiting(frames)) => {
+                let then = if self.settings.use_latest_camera_info {
+                    "pairing each image with the newest camera_info at once (use_latest_camera_info)"
+                } else {
+                    "publishing depth without camera_info at once (use_latest_camera_info is false)"
+                };
+                let msg = format!(
+                    "camera_info stamps matched no image for {frames} frames in a row: no longer waiting \
+                     camera_info_sync_window ({:.0} ms) for them; {then}",
+                    self.settings.sync_window.as_secs_f64() * 1e3
+                );
+                self.warn("camera_info_matching", &msg);
+            }
+            Some(MatchingChange::WaitAgain) => r2r::log_info!(
+                &self.logger,
+                "a camera_info arrived with an earlier image's exact stamp: waiting up to camera_info_sync_window again"
+            ),
+            None => {}
+        }
+    }
+
     fn process(&mut self, frame: Frame) -> Result<(), Skip> {
         let started = Instant::now();
         let header = frame.header().clone();
         let stamp = stamp_ns(header.stamp.sec, header.stamp.nanosec);
 
+        self.enter(Stage::Decode, &header);
         let image = match &frame.payload {
             Payload::Raw(m) => RawImage {
                 encoding: &m.encoding,
@@ -180,42 +254,53 @@ impl Worker {
             .to_model_image(),
             Payload::Compressed(m) => decode_compressed(&m.format, &m.data).map(ModelImage::Owned),
         }
-        .map_err(|e| Skip("decode", e.to_string()))?;
-        let view = image.view().map_err(|e| Skip("decode", e.to_string()))?;
+        .map_err(skip("decode"))?;
+        let view = image.view().map_err(skip("decode"))?;
         let decode_ms = ms(started.elapsed());
 
+        self.enter(Stage::CameraInfo, &header);
         let info = match self.pair_camera_info(stamp, frame.received) {
-            Some(msg) => Some(self.check_camera_info(&msg, &view)?),
+            Some(msg) => {
+                let data = camera_info_data(&msg).map_err(skip("camera_info"))?;
+                check_camera_info(&data, view.width(), view.height()).map_err(skip("camera_info"))?;
+                Some(data)
+            }
             None => None,
         };
 
+        self.enter(Stage::Inference, &header);
         let (w, h) = self.settings.output_size.unwrap_or((view.width(), view.height()));
-        let (depth, timings) = self
-            .estimator
-            .estimate(&view, Some((w, h)))
-            .map_err(|e| Skip("inference", e.to_string()))?;
+        // The model's own values: the range test below must see a pixel
+        // beyond max_range as such, not saturated to max_depth.
+        let (mut maps, timings) =
+            self.estimator.estimate_sized_raw(&[view], &[(w, h)]).map_err(skip("inference"))?;
+        let depth = maps.pop().ok_or_else(|| Skip("inference", "the model returned no depth".into()))?.data;
 
+        self.enter(Stage::DepthImage, &header);
         let t_post = Instant::now();
         let enc = self.settings.depth_encoding;
-        let bytes = enc.encode(&depth.data, self.range.min, self.range.max);
+        let bytes = enc.encode(&depth, self.range.min, self.range.max);
         let depth_msg = image_msg(&header, w, h, enc.ros_encoding(), enc.bytes_per_pixel(), bytes);
         let depth_info = match &info {
-            Some(input) => Some(depth_camera_info(input, w as u32, h as u32).map_err(|e| Skip("camera_info", e.to_string()))?),
+            Some(input) => Some(depth_camera_info(input, w as u32, h as u32).map_err(skip("camera_info"))?),
             None => None,
         };
+        self.enter(Stage::Colormap, &header);
         let colormap_msg = self.outputs.colormap.as_ref().map(|_| {
-            let px = colorize(&depth.data, self.range.min, self.range.max, ColourOrder::Bgr);
+            let px = colorize(&depth, self.range.min, self.range.max, ColourOrder::Bgr);
             image_msg(&header, w, h, "bgr8", 3, px)
         });
         let postprocess_ms = ms(t_post.elapsed());
 
+        self.enter(Stage::Cloud, &header);
         let t_cloud = Instant::now();
         let cloud = match (&self.outputs.cloud, &depth_info) {
-            (Some(_), Some(dinfo)) => Some(self.build_cloud(&header, dinfo, &depth.data, w, h, &view)?),
+            (Some(_), Some(dinfo)) => Some(self.build_cloud(&header, dinfo, &depth, w, h, &view)?),
             _ => None,
         };
         let cloud_ms = ms(t_cloud.elapsed());
 
+        self.enter(Stage::Publish, &header);
         self.publish(&self.outputs.depth, &depth_msg);
         if let Some(dinfo) = &depth_info {
             self.publish(&self.outputs.depth_info, &camera_info_msg(&header, dinfo));
@@ -230,8 +315,9 @@ impl Worker {
             self.cloud_buf = msg.data; // reuse the allocation next frame
         }
 
+        self.enter(Stage::Stats, &header);
         self.processed += 1;
-        let (min, median, max) = self.depth_summary(&depth.data);
+        let summary = DepthSummary::of(&depth, self.range, &mut self.scratch);
         let stats = FrameStats {
             decode_ms,
             preprocess_ms: ms(timings.preprocess),
@@ -241,9 +327,9 @@ impl Worker {
             cloud_ms,
             latency_ms: latency_ms(stamp),
             total_ms: ms(started.elapsed()),
-            depth_min: min,
-            depth_median: median,
-            depth_max: max,
+            depth_min: summary.min,
+            depth_median: summary.median,
+            depth_max: summary.max,
         };
         let counters = {
             let state = self.shared.lock();
@@ -252,29 +338,12 @@ impl Worker {
                 processed: self.processed,
                 dropped_stale: state.dropped_stale,
                 skipped_invalid: self.skipped,
+                failed: self.failed,
             }
         };
         let msg = stats_msg(&header, &stats, &counters, self.estimator.model_name(), &self.device_name);
         self.publish(&self.outputs.stats, &msg);
         Ok(())
-    }
-
-    /// The camera_info must describe this image and give usable intrinsics.
-    fn check_camera_info(&self, msg: &CameraInfo, view: &ImageView<'_>) -> Result<CameraInfoData, Skip> {
-        let info = camera_info_data(msg).map_err(skip("camera_info"))?;
-        let (iw, ih) = info.image_size();
-        if (iw as usize, ih as usize) != (view.width(), view.height()) {
-            return Err(Skip(
-                "camera_info",
-                format!(
-                    "camera_info describes a {iw}x{ih} image (after ROI/binning) but the image is {}x{}",
-                    view.width(),
-                    view.height()
-                ),
-            ));
-        }
-        PinholeIntrinsics::from_camera_info(&info).map_err(|e| Skip("camera_info", e.to_string()))?;
-        Ok(info)
     }
 
     fn build_cloud(
@@ -286,14 +355,14 @@ impl Worker {
         h: usize,
         colour: &ImageView<'_>,
     ) -> Result<PointCloud2, Skip> {
-        let intrinsics = PinholeIntrinsics::from_camera_info(depth_info).map_err(|e| Skip("camera_info", e.to_string()))?;
+        let intrinsics = PinholeIntrinsics::from_camera_info(depth_info).map_err(skip("camera_info"))?;
         let grid = SampleGrid::new(w, h, self.settings.cloud_decimation);
         Backprojector::new(intrinsics, grid)
             .backproject_into(depth, self.range, &mut self.points)
-            .map_err(|e| Skip("cloud", e.to_string()))?;
+            .map_err(skip("cloud"))?;
         let colour = self.settings.cloud_rgb.then_some(colour);
         let mut buf = std::mem::take(&mut self.cloud_buf);
-        let layout = write_point_cloud(&self.points, &grid, colour, &mut buf).map_err(|e| Skip("cloud", e.to_string()))?;
+        let layout = write_point_cloud(&self.points, &grid, colour, &mut buf).map_err(skip("cloud"))?;
         Ok(cloud_msg(header, &layout, buf))
     }
 
@@ -305,22 +374,6 @@ impl Worker {
         if let Err(e) = publisher.publish(msg) {
             r2r::log_error!(&self.logger, "publish failed: {e}");
         }
-    }
-
-    /// min, median, max of the valid depth values: those published as finite
-    /// numbers, i.e. within [min_range, max_range].
-    fn depth_summary(&mut self, depth: &[f32]) -> (f32, f32, f32) {
-        let range = self.range;
-        self.sorted.clear();
-        self.sorted.extend(depth.iter().copied().filter(|&d| range.contains(d)));
-        if self.sorted.is_empty() {
-            return (f32::NAN, f32::NAN, f32::NAN);
-        }
-        let mid = self.sorted.len() / 2;
-        let (_, median, _) = self.sorted.select_nth_unstable_by(mid, f32::total_cmp);
-        let median = *median;
-        let (min, max) = self.sorted.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &d| (lo.min(d), hi.max(d)));
-        (min, median, max)
     }
 }
 
