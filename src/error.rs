@@ -29,9 +29,16 @@ pub enum Error {
     #[error("device: {0}")]
     Device(String),
 
-    /// Only the first line: candle appends a backtrace when RUST_BACKTRACE is set.
+    /// Only the first line: candle appends a backtrace when RUST_BACKTRACE
+    /// is set (and not kept as the error's source, which would print it).
     #[error("{}", first_line(.0))]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
 }
 
 /// Makes a panic (a bug, never user data) print one readable line,

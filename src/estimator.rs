@@ -26,7 +26,8 @@ pub struct ModelFiles {
     /// Separate HF CLIP weights, when the checkpoint holds only the decoder.
     pub clip_weights: Option<PathBuf>,
     /// HF `config.json` of the backbone; else the one beside `clip_weights`,
-    /// else the preset named by `clip_model_name`.
+    /// else the preset named by `clip_model_name`, else `clip_config.json`
+    /// beside the checkpoint (as `clip_depth train` writes it).
     pub clip_config: Option<PathBuf>,
 }
 
@@ -60,6 +61,12 @@ impl ModelFiles {
         }
         if let Some(beside) = self.clip_weights.as_deref().and_then(Path::parent).map(|d| d.join("config.json")) {
             if beside.is_file() {
+                return BackboneConfig::from_json_file(&beside);
+            }
+        }
+        // Training writes the backbone's config beside its checkpoints.
+        if let Some(beside) = self.checkpoint.parent().map(|d| d.join("clip_config.json")) {
+            if beside.is_file() && BackboneConfig::from_preset(&decoder.clip_model_name).is_none() {
                 return BackboneConfig::from_json_file(&beside);
             }
         }
@@ -267,6 +274,25 @@ impl DepthEstimator {
             .collect();
         timings.resize = t.elapsed();
         Ok((maps, timings))
+    }
+
+    /// Depth from already normalised pixels (B, 3, S, S) in f32, each map
+    /// resized to `size` (width, height); clamped to the depth range when
+    /// `clamp`. For evaluation, which feeds the loader's exact input.
+    pub fn depth_from_pixels(&self, pixels: &Tensor, size: (usize, usize), clamp: bool) -> Result<Vec<DepthMap>> {
+        let pixels = pixels.to_device(&self.device)?.to_dtype(self.dtype)?;
+        let depth = self.model.forward(&pixels)?;
+        let (min_d, max_d) = if clamp { self.depth_range() } else { (f32::NEG_INFINITY, f32::INFINITY) };
+        let (_, _, sh, sw) = depth.dims4()?;
+        let host = depth.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(host
+            .chunks_exact(sh * sw)
+            .map(|map| DepthMap {
+                width: size.0,
+                height: size.1,
+                data: resize_bilinear_clamped(map, sw, sh, size.0, size.1, min_d, max_d),
+            })
+            .collect())
     }
 
     fn sync(&self) -> Result<()> {

@@ -1,13 +1,18 @@
 //! Monocular metric depth with candle (SPACE-CLIP), plus the pure geometry a
 //! ROS depth node needs. Nothing in this library depends on ROS.
 
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod estimator;
+pub mod eval;
 pub mod geometry;
 pub mod image;
 pub mod kernels;
 pub mod model;
+pub mod progress;
+pub mod rng;
+pub mod train;
 pub mod weights;
 
 pub use device::{tune_cpu_runtime, DeviceSpec, ModelDType};

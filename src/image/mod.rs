@@ -5,6 +5,7 @@
 pub mod bilinear;
 pub mod colormap;
 pub mod device_preprocess;
+pub mod pil_geometry;
 pub mod pil_resize;
 pub mod postprocess;
 pub mod preprocess;

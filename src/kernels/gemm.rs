@@ -1,25 +1,31 @@
 //! Row-major f32 matrix products on the CPU for the decoder's fast paths,
 //! over all of candle's threads.
 
-/// A row-major matrix view: `rows x cols` with `row_stride` floats between
-/// row starts (columns are contiguous).
+/// A matrix view: `rows x cols`, element (r, c) at `r * row_stride + c *
+/// col_stride` (row-major with contiguous columns unless transposed).
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {
     pub data: &'a [f32],
     pub rows: usize,
     pub cols: usize,
     pub row_stride: usize,
+    pub col_stride: usize,
 }
 
 impl<'a> MatRef<'a> {
     pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
         let needed = if rows == 0 || cols == 0 { 0 } else { (rows - 1) * row_stride + cols };
         assert!(cols <= row_stride && data.len() >= needed, "matrix view out of bounds");
-        Self { data, rows, cols, row_stride }
+        Self { data, rows, cols, row_stride, col_stride: 1 }
     }
 
     pub fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, cols)
+    }
+
+    /// The same elements read as the transposed matrix (no copy).
+    pub fn t(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
     }
 }
 
@@ -53,10 +59,10 @@ pub fn matmul(lhs: MatRef, rhs: MatRef, dst: &mut [f32], dst_stride: usize, accu
             dst_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
-            1,
+            lhs.col_stride as isize,
             lhs.row_stride as isize,
             rhs.data.as_ptr(),
-            1,
+            rhs.col_stride as isize,
             rhs.row_stride as isize,
             1.0,
             1.0,

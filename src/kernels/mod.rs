@@ -10,6 +10,7 @@ pub mod conv_transpose;
 pub mod gemm;
 pub mod linear;
 pub mod resize;
+pub mod train;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 

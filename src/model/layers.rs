@@ -93,10 +93,35 @@ impl Module for Linear {
     }
 }
 
-pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<candle_nn::LayerNorm> {
+pub fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
     let weight = vb.get(dim, "weight")?;
     let bias = vb.get(dim, "bias")?;
-    Ok(candle_nn::LayerNorm::new(weight, bias, eps))
+    Ok(LayerNorm { inner: candle_nn::LayerNorm::new(weight.clone(), bias.clone(), eps), weight, bias, eps })
+}
+
+/// LayerNorm over the last dimension: candle's fused op, or plain tensor
+/// ops for dtypes it lacks (f64, used by reference-precision runs).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    inner: candle_nn::LayerNorm,
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.dtype() != DType::F64 {
+            return self.inner.forward(x);
+        }
+        let mean = x.mean_keepdim(candle_core::D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
+        centred
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
 }
 
 pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {

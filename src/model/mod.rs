@@ -3,10 +3,11 @@
 //! several layers, and the dual-pathway decoder with FiLM conditioning.
 
 pub mod layers;
+pub mod nn;
 pub mod spaceclip;
 pub mod vision;
 
-pub use spaceclip::{DecoderConfig, SpaceClip, SpaceClipDecoder, BACKBONE_PREFIX};
+pub use spaceclip::{DecoderConfig, Precision, SpaceClip, SpaceClipDecoder, TrainOptions, TrainableSpaceClip, BACKBONE_PREFIX};
 pub use vision::{
     Activation, BackboneConfig, BackboneKind, ClipVisionTransformer, SiglipVisionTransformer, VisionBackbone,
     VisionOutput,

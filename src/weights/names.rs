@@ -41,6 +41,20 @@ pub fn canonical_name(stored: &str) -> NameClass {
     NameClass::Model(name.to_string())
 }
 
+/// The name a tensor takes in a training model: the canonical name, with
+/// the BatchNorm step counters kept (training updates and saves them).
+/// `None` for tensors no SPACE-CLIP model holds (text tower, ...).
+pub fn training_name(stored: &str) -> Option<String> {
+    let name = stored.strip_prefix("module.").unwrap_or(stored);
+    if name.ends_with(".num_batches_tracked") {
+        return Some(name.to_string());
+    }
+    match canonical_name(stored) {
+        NameClass::Model(n) => Some(n),
+        NameClass::Ignored => None,
+    }
+}
+
 /// Whether a canonical name belongs to the backbone.
 pub fn is_backbone(canonical: &str) -> bool {
     canonical.starts_with(BACKBONE_PREFIX)
@@ -72,6 +86,17 @@ mod tests {
     fn decoder_names_pass_through_without_module_prefix() {
         assert_eq!(canonical_name("module.main_path_projections.0.weight"), model("main_path_projections.0.weight"));
         assert_eq!(canonical_name("depth_prediction_head.3.bias"), model("depth_prediction_head.3.bias"));
+    }
+
+    #[test]
+    fn training_names_keep_the_batch_norm_counters() {
+        let n = "module.main_decoder_blocks.0.fusion_conv.1.num_batches_tracked";
+        assert_eq!(training_name(n).as_deref(), Some("main_decoder_blocks.0.fusion_conv.1.num_batches_tracked"));
+        assert_eq!(training_name("text_model.x"), None);
+        assert_eq!(
+            training_name("vision_model.post_layernorm.weight").as_deref(),
+            Some("clip_vision_model.vision_model.post_layernorm.weight")
+        );
     }
 
     #[test]

@@ -12,9 +12,9 @@ use clip_depth_ros::model::{BackboneConfig, DecoderConfig};
 use clip_depth_ros::model::SpaceClip;
 use clip_depth_ros::weights::random_state_dict;
 use clip_depth_ros::device::memory;
-use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, ModelDType, PixelFormat, StageTimings};
+use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, PixelFormat, StageTimings};
 
-use crate::infer::{parse_size, ModelArgs};
+use crate::args::{parse_size, BackboneArgs, ModelArgs, RunArgs};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -24,17 +24,13 @@ pub struct BenchArgs {
     /// Real weights to time (needs --config).
     #[arg(long, requires = "config")]
     checkpoint: Option<PathBuf>,
-    #[arg(long)]
-    clip_weights: Option<PathBuf>,
-    #[arg(long)]
-    clip_config: Option<PathBuf>,
+    #[command(flatten)]
+    backbone: BackboneArgs,
     /// Backbone preset for random weights when no --clip-config is given.
     #[arg(long, default_value = "openai/clip-vit-base-patch16")]
     preset: String,
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
-    #[arg(long, default_value = "f32")]
-    dtype: ModelDType,
+    #[command(flatten)]
+    run: RunArgs,
     /// Batch sizes to time (default: 1 4 on the CPU, 1 4 16 on CUDA).
     #[arg(long, num_args = 1..)]
     batch: Vec<usize>,
@@ -67,18 +63,16 @@ fn load(args: &BenchArgs) -> Result<(DepthEstimator, &'static str)> {
         let model = ModelArgs {
             config: config.clone(),
             checkpoint: checkpoint.clone(),
-            clip_weights: args.clip_weights.clone(),
-            clip_config: args.clip_config.clone(),
-            device: args.device,
-            dtype: args.dtype,
+            backbone: args.backbone.clone(),
+            run: args.run.clone(),
         };
         return Ok((model.load()?, "checkpoint"));
     }
-    let (backbone, decoder) = architecture(args.config.as_deref(), args.clip_config.as_deref(), &args.preset)?;
-    let device = args.device.open()?;
-    let vb = random_state_dict(&backbone, &decoder, 0)?.into_var_builder(args.dtype.0, &device);
+    let (backbone, decoder) = architecture(args.config.as_deref(), args.backbone.clip_config.as_deref(), &args.preset)?;
+    let device = args.run.device.open()?;
+    let vb = random_state_dict(&backbone, &decoder, 0)?.into_var_builder(args.run.dtype.0, &device);
     let model = SpaceClip::new(vb, &backbone, &decoder)?;
-    Ok((DepthEstimator::from_model(model, device, args.dtype.0, args.preset.clone()), "random"))
+    Ok((DepthEstimator::from_model(model, device, args.run.dtype.0, args.preset.clone()), "random"))
 }
 
 /// The architecture of random weights: the training YAML (or the official
@@ -123,7 +117,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     let batches = if !args.batch.is_empty() {
         args.batch.clone()
-    } else if args.device == DeviceSpec::Cpu {
+    } else if args.run.device == DeviceSpec::Cpu {
         vec![1, 4]
     } else {
         vec![1, 4, 16]
@@ -163,8 +157,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let cfg = estimator.model().backbone_config();
     if args.json {
         let doc = serde_json::json!({
-            "device": args.device.to_string(),
-            "dtype": args.dtype.to_string(),
+            "device": args.run.device.to_string(),
+            "dtype": args.run.dtype.to_string(),
             "threads": threads,
             "weights": weights,
             "backbone": {"hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers, "patch": cfg.patch_size, "image": cfg.image_size},
@@ -190,8 +184,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         cfg.patch_size,
         cfg.image_size,
         if estimator.device_preprocessing() { "device" } else { "cpu" },
-        args.device,
-        args.dtype,
+        args.run.device,
+        args.run.dtype,
         args.iters,
         args.warmup
     );

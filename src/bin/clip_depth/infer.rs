@@ -8,44 +8,9 @@ use candle_core::{Device, Tensor};
 use clap::Args;
 
 use clip_depth_ros::image::colormap::{colorize, finite_range, ColourOrder};
-use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, ModelDType, ModelFiles, PixelFormat};
+use clip_depth_ros::{ImageView, PixelFormat};
 
-#[derive(Args, Debug, Clone)]
-pub struct ModelArgs {
-    /// Training YAML (decoder_channels, main_path_indices, max_depth, ...).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Checkpoint: train.py .pt/.pth or a .safetensors state dict.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Separate HF CLIP model.safetensors, for a decoder-only checkpoint.
-    #[arg(long)]
-    pub clip_weights: Option<PathBuf>,
-    /// HF config.json of the backbone (default: beside --clip-weights, else the preset of clip_model_name).
-    #[arg(long)]
-    pub clip_config: Option<PathBuf>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Model precision: f32, f16 or bf16 (output is always f32).
-    #[arg(long, default_value = "f32")]
-    pub dtype: ModelDType,
-}
-
-impl ModelArgs {
-    pub fn files(&self) -> ModelFiles {
-        ModelFiles {
-            config: self.config.clone(),
-            checkpoint: self.checkpoint.clone(),
-            clip_weights: self.clip_weights.clone(),
-            clip_config: self.clip_config.clone(),
-        }
-    }
-
-    pub fn load(&self) -> Result<DepthEstimator> {
-        Ok(DepthEstimator::load(&self.files(), self.device, self.dtype)?)
-    }
-}
+use crate::args::{parse_size, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct InferArgs {
@@ -63,18 +28,6 @@ pub struct InferArgs {
     /// Also write coloured PNGs of the depth (near = red, far = blue), one per input.
     #[arg(long, num_args = 1..)]
     pub colormap: Vec<PathBuf>,
-}
-
-pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("size {s:?} is not WxH"))?;
-    let w: usize = w.trim().parse().map_err(|_| format!("width in {s:?} is not a number"))?;
-    let h: usize = h.trim().parse().map_err(|_| format!("height in {s:?} is not a number"))?;
-    if w == 0 || h == 0 || w > 16384 || h > 16384 {
-        return Err(format!("size {s:?} must be between 1x1 and 16384x16384"));
-    }
-    Ok((w, h))
 }
 
 /// Decodes an image file to packed RGB8.

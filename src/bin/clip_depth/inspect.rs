@@ -12,26 +12,25 @@ use clip_depth_ros::model::{BackboneConfig, DecoderConfig};
 use clip_depth_ros::weights::{expected_tensors, infer_architecture, is_backbone, StateDict};
 use clip_depth_ros::ModelFiles;
 
+use crate::args::BackboneArgs;
+
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// Checkpoint (.pt/.pth/.safetensors) or any weight file.
     checkpoint: PathBuf,
-    /// Separate HF CLIP weights to merge, as `infer` would.
-    #[arg(long)]
-    clip_weights: Option<PathBuf>,
     /// Training YAML to check against (default: the architecture inferred from the tensors).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Backbone HF config.json to check against.
-    #[arg(long)]
-    clip_config: Option<PathBuf>,
+    /// Separate CLIP weights to merge (as `infer` would) and the backbone config to check against.
+    #[command(flatten)]
+    backbone: BackboneArgs,
     /// List every tensor, not only the decoder's.
     #[arg(long)]
     all: bool,
 }
 
 pub fn run(args: InspectArgs) -> Result<ExitCode> {
-    let dict = StateDict::from_files(&args.checkpoint, args.clip_weights.as_deref())?;
+    let dict = StateDict::from_files(&args.checkpoint, args.backbone.clip_weights.as_deref())?;
     let tensors: BTreeMap<_, _> = dict.tensors().iter().collect();
     let backbone_count = tensors.keys().filter(|n| is_backbone(n)).count();
     let params: usize = tensors.values().map(|t| t.elem_count()).sum();
@@ -69,10 +68,10 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         Some(path) => Some(DecoderConfig::from_yaml_file(path)?),
         None => inferred.decoder.clone(),
     };
-    let backbone = match (&args.clip_config, &decoder) {
+    let backbone = match (&args.backbone.clip_config, &decoder) {
         (Some(path), _) => Some(BackboneConfig::from_json_file(path)?),
         (None, Some(d)) if args.config.is_some() => {
-            let files = ModelFiles { config: args.config.clone().unwrap_or_default(), clip_weights: args.clip_weights.clone(), ..Default::default() };
+            let files = ModelFiles { config: args.config.clone().unwrap_or_default(), clip_weights: args.backbone.clip_weights.clone(), ..Default::default() };
             Some(files.backbone_config(d)?)
         }
         _ => inferred.backbone.clone(),

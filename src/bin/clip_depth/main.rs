@@ -1,9 +1,12 @@
 //! `clip_depth`: SPACE-CLIP metric depth from the command line (no ROS).
 //! Every failure ends with one line on stderr and exit code 2.
 
+mod args;
 mod bench;
+mod eval;
 mod infer;
 mod inspect;
+mod train;
 
 use std::process::ExitCode;
 
@@ -24,6 +27,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List a checkpoint's tensors, infer its architecture, report mismatches.
     Inspect(inspect::InspectArgs),
+    /// Train a model's trainable part (SPACE-CLIP: the decoder) with the authors' recipe.
+    Train(train::TrainArgs),
+    /// Depth metrics of a checkpoint (or saved predictions) over the config's evaluation list.
+    Eval(eval::EvalArgs),
     /// Write a random-weight checkpoint of a given architecture (official
     /// names, .safetensors), to exercise the node or a pipeline at full size.
     RandomCheckpoint(bench::RandomCheckpointArgs),
@@ -37,6 +44,8 @@ fn main() -> ExitCode {
         Command::Infer(args) => infer::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::RandomCheckpoint(args) => bench::write_random_checkpoint(args),
     };
     match result {

@@ -5,12 +5,14 @@ mod blocks;
 mod config;
 mod decoder;
 mod film;
+mod trainable;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 pub use config::DecoderConfig;
 pub use decoder::SpaceClipDecoder;
+pub use trainable::{Precision, TrainOptions, TrainableSpaceClip};
 
 use crate::model::vision::{VisionBackbone, VisionOutput};
 use crate::model::BackboneConfig;

@@ -4,10 +4,10 @@
 //! CLIP model does not return.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::encoder::Encoder;
-use crate::model::layers::layer_norm;
+use crate::model::layers::{layer_norm, LayerNorm};
 use super::patch_embedding::PatchEmbedding;
 use crate::model::BackboneConfig;
 

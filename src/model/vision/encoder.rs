@@ -2,10 +2,10 @@
 //! `encoder.layers.{i}.{self_attn, layer_norm1, mlp, layer_norm2}`).
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::kernels::attention::CpuAttention;
-use crate::model::layers::{layer_norm, softmax_last, Linear};
+use crate::model::layers::{layer_norm, softmax_last, LayerNorm, Linear};
 use crate::model::BackboneConfig;
 
 /// Multi-head self-attention. q, k and v projections are fused into one

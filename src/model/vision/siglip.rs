@@ -3,10 +3,10 @@
 //! probe attending over the post-normed tokens (`head`).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::encoder::{Encoder, Mlp};
-use crate::model::layers::{layer_norm, softmax_last, Linear};
+use crate::model::layers::{layer_norm, softmax_last, LayerNorm, Linear};
 use super::patch_embedding::PatchEmbedding;
 use crate::model::BackboneConfig;
 

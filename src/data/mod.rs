@@ -1,0 +1,13 @@
+//! Datasets for training and evaluation: the authors' file lists and
+//! per-sample preprocessing (NYU, KITTI and datasets laid out like them),
+//! loaded on worker threads ahead of the model, and an on-disk cache of a
+//! frozen encoder's features.
+
+pub mod cache;
+pub mod file_list;
+pub mod loader;
+pub mod sample;
+
+pub use file_list::{read_list, ListEntry, SamplePaths};
+pub use loader::{Loader, SkipLog};
+pub use sample::{Augment, DataSpec, Sample};

@@ -1,0 +1,227 @@
+//! A 3x3 'same' convolution (stride 1, padding 1, no bias) with its
+//! backward pass, for training on the CPU in f32. Forward and input
+//! gradient are the same kernel (the input gradient is the convolution of
+//! the output gradient with the weights transposed and flipped); each is
+//! nine GEMMs over a zero-padded plane read at shifted offsets, as the
+//! inference kernel does. The weight gradient is nine GEMMs of the output
+//! gradient against the shifted input planes. candle's own CPU backward
+//! would go through its scalar transposed convolution.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+use crate::kernels::contiguous_f32;
+use crate::kernels::gemm::{matmul, MatRef};
+
+/// Geometry of one image's padded plane: the output position
+/// `j = y * wp + x` reads input `j + ky * wp + kx` for tap (ky, kx).
+struct Plane {
+    h: usize,
+    w: usize,
+    wp: usize,
+    /// Floats per padded channel plane.
+    plane: usize,
+    /// Output positions covered (the last row has no junk columns).
+    len: usize,
+}
+
+impl Plane {
+    fn new(h: usize, w: usize) -> Self {
+        let wp = w + 2;
+        Self { h, w, wp, plane: wp * (h + 2), len: (h - 1) * wp + w }
+    }
+
+    /// Copies `x` (C, H, W) into the zero-padded (C, H + 2, W + 2) buffer.
+    fn pad(&self, x: &[f32], c: usize, padded: &mut Vec<f32>) {
+        padded.clear();
+        padded.resize(c * self.plane, 0.0);
+        for ch in 0..c {
+            for y in 0..self.h {
+                let src = &x[(ch * self.h + y) * self.w..(ch * self.h + y + 1) * self.w];
+                let dst = ch * self.plane + (y + 1) * self.wp + 1;
+                padded[dst..dst + self.w].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// Lays `g` (C, H, W) on the output grid (C, len), zeros in the junk columns.
+    fn spread(&self, g: &[f32], c: usize, out: &mut Vec<f32>) {
+        out.clear();
+        out.resize(c * self.len, 0.0);
+        for ch in 0..c {
+            for y in 0..self.h {
+                let src = &g[(ch * self.h + y) * self.w..(ch * self.h + y + 1) * self.w];
+                let dst = ch * self.len + y * self.wp;
+                out[dst..dst + self.w].copy_from_slice(src);
+            }
+        }
+    }
+}
+
+/// Per tap t = 3 ky + kx, the (rows x cols) matrix `w[.., .., ky, kx]`,
+/// transposed and flipped when `for_input_grad`.
+fn tap_matrices(w: &[f32], c_out: usize, c_in: usize, for_input_grad: bool) -> Vec<f32> {
+    let mut taps = vec![0f32; 9 * c_out * c_in];
+    for co in 0..c_out {
+        for ci in 0..c_in {
+            for t in 0..9 {
+                let v = w[(co * c_in + ci) * 9 + t];
+                if for_input_grad {
+                    // Input gradient: a conv from c_out to c_in channels
+                    // with the kernel flipped in both directions.
+                    taps[((8 - t) * c_in + ci) * c_out + co] = v;
+                } else {
+                    taps[(t * c_out + co) * c_in + ci] = v;
+                }
+            }
+        }
+    }
+    taps
+}
+
+/// `x` (B, C_in, H, W) convolved with `taps` (9, C_out, C_in).
+fn convolve(x: &[f32], b: usize, c_in: usize, c_out: usize, h: usize, w: usize, taps: &[f32]) -> Vec<f32> {
+    let g = Plane::new(h, w);
+    let mut out = vec![0f32; b * c_out * h * w];
+    let (mut padded, mut acc) = (Vec::new(), vec![0f32; c_out * g.len]);
+    let per_tap = c_out * c_in;
+    for (xi, oi) in x.chunks_exact(c_in * h * w).zip(out.chunks_exact_mut(c_out * h * w)) {
+        g.pad(xi, c_in, &mut padded);
+        for t in 0..9 {
+            let (ky, kx) = (t / 3, t % 3);
+            let lhs = MatRef::dense(&taps[t * per_tap..(t + 1) * per_tap], c_out, c_in);
+            let rhs = MatRef::new(&padded[ky * g.wp + kx..], c_in, g.len, g.plane);
+            matmul(lhs, rhs, &mut acc, g.len, t > 0);
+        }
+        for co in 0..c_out {
+            for y in 0..h {
+                let src = &acc[co * g.len + y * g.wp..co * g.len + y * g.wp + w];
+                oi[(co * h + y) * w..(co * h + y + 1) * w].copy_from_slice(src);
+            }
+        }
+    }
+    out
+}
+
+/// dL/dw (C_out, C_in, 3, 3) from the input `x` and the output gradient `g`.
+fn weight_grad(x: &[f32], grad: &[f32], b: usize, c_in: usize, c_out: usize, h: usize, w: usize) -> Vec<f32> {
+    let g = Plane::new(h, w);
+    let per_tap = c_out * c_in;
+    let mut taps = vec![0f32; 9 * per_tap];
+    let (mut padded, mut spread) = (Vec::new(), Vec::new());
+    for i in 0..b {
+        g.pad(&x[i * c_in * h * w..(i + 1) * c_in * h * w], c_in, &mut padded);
+        g.spread(&grad[i * c_out * h * w..(i + 1) * c_out * h * w], c_out, &mut spread);
+        let lhs = MatRef::dense(&spread, c_out, g.len);
+        for t in 0..9 {
+            let (ky, kx) = (t / 3, t % 3);
+            // (len x C_in): the shifted input planes, read transposed.
+            let rhs = MatRef::new(&padded[ky * g.wp + kx..], c_in, g.len, g.plane).t();
+            matmul(lhs, rhs, &mut taps[t * per_tap..(t + 1) * per_tap], c_in, i > 0);
+        }
+    }
+    let mut out = vec![0f32; 9 * per_tap];
+    for t in 0..9 {
+        for co in 0..c_out {
+            for ci in 0..c_in {
+                out[(co * c_in + ci) * 9 + t] = taps[(t * c_out + co) * c_in + ci];
+            }
+        }
+    }
+    out
+}
+
+fn dims(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
+    let d = l.shape().dims4()?;
+    if d.2 == 0 || d.3 == 0 {
+        candle_core::bail!("{what}: empty map {:?}", l.shape());
+    }
+    Ok(d)
+}
+
+/// (x (B, C_in, H, W), w (C_out, C_in, 3, 3)) -> (B, C_out, H, W).
+pub struct Conv3x3;
+
+impl CustomOp2 for Conv3x3 {
+    fn name(&self) -> &'static str {
+        "conv3x3-train-f32"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c_in, h, w) = dims(xl, "conv3x3 input")?;
+        let (c_out, wc, kh, kw) = wl.shape().dims4()?;
+        if (wc, kh, kw) != (c_in, 3, 3) {
+            candle_core::bail!("conv3x3: weights {:?} do not fit input {:?}", wl.shape(), xl.shape());
+        }
+        let x = contiguous_f32(xs, xl, "conv3x3 input")?;
+        let taps = tap_matrices(contiguous_f32(ws, wl, "conv3x3 weight")?, c_out, c_in, false);
+        Ok((CpuStorage::F32(convolve(x, b, c_in, c_out, h, w, &taps)), Shape::from((b, c_out, h, w))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &Conv3x3InputGrad)?;
+        let dw = x.contiguous()?.apply_op2_no_bwd(&grad, &Conv3x3WeightGrad)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// (grad (B, C_out, H, W), w (C_out, C_in, 3, 3)) -> dL/dx (B, C_in, H, W).
+struct Conv3x3InputGrad;
+
+impl CustomOp2 for Conv3x3InputGrad {
+    fn name(&self) -> &'static str {
+        "conv3x3-input-grad-f32"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c_out, h, w) = dims(gl, "conv3x3 gradient")?;
+        let (_, c_in, _, _) = wl.shape().dims4()?;
+        let taps = tap_matrices(contiguous_f32(ws, wl, "conv3x3 weight")?, c_out, c_in, true);
+        let g = contiguous_f32(gs, gl, "conv3x3 gradient")?;
+        Ok((CpuStorage::F32(convolve(g, b, c_out, c_in, h, w, &taps)), Shape::from((b, c_in, h, w))))
+    }
+}
+
+/// (x (B, C_in, H, W), grad (B, C_out, H, W)) -> dL/dw (C_out, C_in, 3, 3).
+struct Conv3x3WeightGrad;
+
+impl CustomOp2 for Conv3x3WeightGrad {
+    fn name(&self) -> &'static str {
+        "conv3x3-weight-grad-f32"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c_in, h, w) = dims(xl, "conv3x3 input")?;
+        let (_, c_out, _, _) = gl.shape().dims4()?;
+        let x = contiguous_f32(xs, xl, "conv3x3 input")?;
+        let g = contiguous_f32(gs, gl, "conv3x3 gradient")?;
+        Ok((CpuStorage::F32(weight_grad(x, g, b, c_in, c_out, h, w)), Shape::from((c_out, c_in, 3, 3))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn forward_and_gradients_equal_candle_conv() {
+        let dev = Device::Cpu;
+        for (b, ci, co, h, w) in [(2, 3, 4, 5, 7), (1, 8, 2, 1, 1), (3, 2, 5, 6, 1)] {
+            let x = Var::randn(0f32, 1.0, (b, ci, h, w), &dev).unwrap();
+            let wt = Var::randn(0f32, 1.0, (co, ci, 3, 3), &dev).unwrap();
+            let probe = Tensor::randn(0f32, 1.0, (b, co, h, w), &dev).unwrap();
+            let ours = x.as_tensor().apply_op2(wt.as_tensor(), Conv3x3).unwrap();
+            let theirs = x.as_tensor().conv2d(wt.as_tensor(), 1, 1, 1, 1).unwrap();
+            let diff = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "forward {diff}");
+            let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &wt] {
+                let (a, c) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+                let diff = (a - c).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(diff < 1e-3, "gradient {diff} for {:?}", v.shape());
+            }
+        }
+    }
+}
