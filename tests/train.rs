@@ -220,6 +220,7 @@ fn weights(path: &Path) -> HashMap<String, Tensor> {
 fn three_deterministic_steps_match_the_reference() {
     let f = fixture("three_steps.safetensors");
     let want_lr = f["lr"].to_vec1::<f64>().unwrap();
+    let init = weights(Path::new(TINY_CHECKPOINT));
     let tmp = tempfile::tempdir().unwrap();
     for k in 1..=3usize {
         let dir = tmp.path().join(format!("k{k}"));
@@ -230,15 +231,15 @@ fn three_deterministic_steps_match_the_reference() {
             let mut worst = 0f64;
             for (key, want) in &f {
                 let Some(name) = key.strip_prefix(&format!("{prefix}{k}.")) else { continue };
-                let init = &f[&format!("init.{name}")];
                 let have = &got[name];
                 if want.dtype() == DType::I64 {
                     assert_eq!(have.to_vec0::<i64>().unwrap(), want.to_vec0::<i64>().unwrap(), "{file} {name}");
                     continue;
                 }
                 // Compare the change from the start: what the steps did.
-                let (d_have, d_want) = ((have - init).unwrap(), (want - init).unwrap());
-                let r = rel(&d_have, &d_want);
+                let init = init[name].to_dtype(DType::F64).unwrap();
+                let d_have = (have.to_dtype(DType::F64).unwrap() - init).unwrap();
+                let r = rel(&d_have, want);
                 assert!(r <= 1e-4, "step {k} {file} {name}: relative error of the change {r:.2e}");
                 worst = worst.max(r);
                 compared += 1;
@@ -290,3 +291,189 @@ fn a_run_resumed_after_two_steps_equals_four_straight_steps() {
     }
 }
 
+
+#[test]
+fn an_augmented_run_writes_every_output_and_its_weights_deploy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    ok(&run(&["train", "--config", CONFIG, "--output-dir", out.to_str().unwrap(), "--clip-weights", CLIP_WEIGHTS]));
+    for file in ["last.safetensors", "ema.safetensors", "best.safetensors", "train_state.safetensors", "metrics.jsonl", "curves.png", "val_visuals.png", "config.yaml", "clip_config.json"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    // metrics.jsonl: one line per step (log_scalar_every_iters 1) and the validations.
+    let records: Vec<serde_json::Value> =
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let train: Vec<_> = records.iter().filter(|r| r["kind"] == "train").collect();
+    assert_eq!(train.len(), 10, "2 epochs of 5 batches");
+    for key in ["step", "lr", "loss", "silog", "ssim", "aux", "grad", "images_per_s"] {
+        assert!(train[0].get(key).is_some(), "train record without {key}");
+    }
+    let selected: Vec<_> = records.iter().filter(|r| r["kind"] == "val" && r["source"] == "selected").collect();
+    assert_eq!(selected.len(), 2, "one validation per epoch");
+    assert!(selected[0]["abs_rel"].as_f64().unwrap().is_finite());
+    let curves = image::open(out.join("curves.png")).unwrap();
+    assert!(curves.width() >= 800);
+
+    // Saved with the authors' names (PyTorch loads them strictly): the
+    // backbone under clip_vision_model.vision_model, BN counters included.
+    let best = weights(&out.join("best.safetensors"));
+    assert!(best.contains_key("clip_vision_model.vision_model.post_layernorm.weight"));
+    assert!(best.contains_key("main_decoder_blocks.0.fusion_conv.1.num_batches_tracked"));
+    assert!(best.contains_key("aux_depth_heads.0.0.weight"));
+
+    // `infer` loads best.safetensors with the config the run wrote.
+    let depth = tmp.path().join("d.npy");
+    ok(&run(&[
+        "infer", "--config", out.join("config.yaml").to_str().unwrap(), "--checkpoint", out.join("best.safetensors").to_str().unwrap(),
+        "--input", "tests/fixtures/train_data/val/room_00_rgb.png", "--output", depth.to_str().unwrap(),
+    ]));
+    assert_eq!(Tensor::read_npy(&depth).unwrap().dims(), &[48, 64]);
+}
+
+#[test]
+fn trained_weights_give_the_same_depth_through_the_training_model_and_the_inference_path() {
+    use clip_depth_ros::{DepthEstimator, DeviceSpec, ModelDType, ModelFiles};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    deterministic_run(&out, &["--max-steps", "3", "--set", "decoder_dropout=0.1"]);
+    let last = out.join("last.safetensors");
+    // The training model in eval mode, from the trained weights.
+    let (cfg, decoder) = decoder_cfg();
+    let sources = WeightSources { config: CONFIG.into(), init: Some(last.clone()), clip_weights: None, clip_config: Some("tests/fixtures/tiny_clip/clip_config.json".into()) };
+    let opts = TrainOptions { aux_heads: true, dropout: 0.1 };
+    let model = load_trainable(&sources, &decoder, opts, 0, &Device::Cpu, Precision::default()).unwrap();
+    let (features, _) = first_batch(model.as_ref());
+    let ours = model.forward(&features, (cfg.input_height, cfg.input_width), &Ctx::eval()).unwrap().depth;
+    // The inference path (BatchNorm folded into the convs, fast kernels).
+    let files = ModelFiles { config: CONFIG.into(), checkpoint: last, clip_weights: None, clip_config: Some("tests/fixtures/tiny_clip/clip_config.json".into()) };
+    let est = DepthEstimator::load(&files, DeviceSpec::Cpu, ModelDType(DType::F32)).unwrap();
+    // Same input pixels as the batch above.
+    use clip_depth_ros::data::{read_list, Augment, DataSpec};
+    let spec = DataSpec {
+        dataset: "nyu".into(), data_root: cfg.data_path.clone(), gt_root: Some(cfg.gt_path.clone()),
+        input_height: 48, input_width: 64, kb_crop: false, nyu_crop: false, rotate_degree: None, depth_divisor: 1000.0,
+        preprocessor: clip_depth_ros::image::preprocess::Preprocessor::new(224, [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]),
+    };
+    let list = read_list(&cfg.filenames_file).unwrap();
+    for i in 0..2 {
+        let s = spec.load_train(&list[i], i, Augment::Off, &mut clip_depth_ros::rng::Rng::seed(0)).unwrap();
+        let px = Tensor::from_vec(s.pixels, (1, 3, 224, 224), &Device::Cpu).unwrap();
+        let inference = est.depth_from_pixels(&px, (64, 48), false).unwrap().remove(0).data;
+        let inference = Tensor::from_vec(inference, (1, 1, 48, 64), &Device::Cpu).unwrap();
+        let r = rel(&ours.get(i).unwrap().unsqueeze(0).unwrap(), &inference);
+        assert!(r <= 1e-5, "image {i}: training model (eval mode) vs inference path: relative error {r:.2e}");
+    }
+}
+
+#[test]
+fn bad_list_lines_cost_one_warning_each_not_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "train", "--config", CONFIG, "--output-dir", tmp.path().to_str().unwrap(), "--clip-weights", CLIP_WEIGHTS,
+        "--set", "filenames_file=tests/fixtures/train_data/bad.txt", "--set", "epochs=1", "--no-shuffle",
+    ]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: skipping sample")).collect();
+    assert_eq!(warnings.len(), 4, "{err}");
+    assert!(warnings.iter().any(|w| w.contains("line 2") && w.contains("missing_rgb.png")), "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("line 4") && w.contains("corrupt_depth.png")), "{warnings:?}");
+    assert!(err.contains("4 samples skipped"), "{err}");
+    // strict_data_loading turns the first bad sample into an error.
+    let out = run(&[
+        "train", "--config", CONFIG, "--output-dir", tmp.path().join("s").to_str().unwrap(), "--clip-weights", CLIP_WEIGHTS,
+        "--set", "filenames_file=tests/fixtures/train_data/bad.txt", "--set", "strict_data_loading=true", "--no-shuffle",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+}
+
+#[test]
+fn wrong_settings_exit_2_with_one_line_naming_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    for (extra, needle) in [
+        (vec!["--set", "scheduler=linear"], "scheduler"),
+        (vec!["--set", "batch_size=two"], "batch_size"),
+        (vec!["--set", "do_random_rotate=true", "--set", "degree=-3"], "degree"),
+        (vec!["--set", "batch_size=64"], "batch_size"),
+        (vec!["--set", "clip_input_size=336"], "clip_input_size"),
+        (vec!["--dtype", "bf16"], "bf16"),
+        (vec!["--init", "tests/fixtures/tiny_clip/decoder.safetensors"], "backbone"),
+    ] {
+        let mut args = vec!["train", "--config", CONFIG, "--output-dir", dir];
+        if !extra.contains(&"--init") {
+            args.extend(["--clip-weights", CLIP_WEIGHTS]);
+        }
+        args.extend(extra.iter().copied());
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+}
+
+#[test]
+fn training_from_the_feature_cache_equals_training_from_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    deterministic_run_f64(&plain, &["--max-steps", "3"]);
+    let cached = tmp.path().join("cached");
+    let cache = tmp.path().join("cache");
+    deterministic_run_f64(&cached, &["--max-steps", "3", "--cache-features", cache.to_str().unwrap()]);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "safetensors")).count(), 10);
+    let (a, b) = (weights(&plain.join("last.safetensors")), weights(&cached.join("last.safetensors")));
+    let init = weights(Path::new(TINY_CHECKPOINT));
+    for (name, t) in &a {
+        if t.dtype() == DType::I64 || !init.contains_key(name) {
+            continue;
+        }
+        let i = init[name].to_dtype(DType::F64).unwrap();
+        let (t, u) = (t.to_dtype(DType::F64).unwrap(), b[name].to_dtype(DType::F64).unwrap());
+        let r = rel(&(&u - &i).unwrap(), &(&t - &i).unwrap());
+        assert!(r <= 1e-6, "{name}: {r:.2e}");
+    }
+    // A second run reuses the cache; other data is refused.
+    deterministic_run_f64(&tmp.path().join("again"), &["--max-steps", "1", "--cache-features", cache.to_str().unwrap()]);
+    let out = run(&[
+        "train", "--config", CONFIG, "--output-dir", tmp.path().join("x").to_str().unwrap(), "--init", TINY_CHECKPOINT,
+        "--clip-config", "tests/fixtures/tiny_clip/clip_config.json", "--dtype", "f64", "--set", "input_width=32",
+        "--cache-features", cache.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("feature cache"));
+}
+
+#[test]
+fn ctrl_c_saves_the_run_and_it_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut child = Command::new(bin())
+        .args(["train", "--config", CONFIG, "--output-dir", out.to_str().unwrap(), "--clip-weights", CLIP_WEIGHTS])
+        .args(["--set", "epochs=200", "--set", "validate_epochs=100"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = out.join("metrics.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0) < 3 {
+        assert!(start.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted, saved"), "{err}");
+    assert!(out.join("last.safetensors").is_file() && out.join("train_state.safetensors").is_file());
+    let steps = std::fs::read_to_string(&log).unwrap().lines().count();
+    ok(&run(&[
+        "train", "--config", CONFIG, "--output-dir", out.to_str().unwrap(), "--resume", out.to_str().unwrap(),
+        "--clip-config", "tests/fixtures/tiny_clip/clip_config.json", "--set", "epochs=200", "--set", "validate_epochs=100",
+        "--max-steps", &(steps + 2).to_string(),
+    ]));
+    let after = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert_eq!(after, steps + 2, "the resumed run continues the record");
+}

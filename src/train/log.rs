@@ -17,8 +17,8 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Opens `dir/metrics.jsonl`, keeping earlier records when resuming
-    /// (those past `keep_until_step` are dropped: they will be redone).
+    /// Opens `dir/metrics.jsonl`, keeping earlier records when resuming at
+    /// `resume_at_step` (later ones are dropped: they will be redone).
     pub fn open(dir: &Path, resume_at_step: Option<u64>) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
         let mut records = Vec::new();
@@ -34,6 +34,11 @@ impl MetricsLog {
         let log = Self { path, records };
         log.rewrite()?;
         Ok(log)
+    }
+
+    /// A log not yet read or written (replaced when the run is resumed).
+    pub fn empty(dir: &Path) -> Self {
+        Self { path: dir.join("metrics.jsonl"), records: Vec::new() }
     }
 
     fn rewrite(&self) -> Result<()> {

@@ -186,7 +186,8 @@ impl Trainer {
         };
         let counters = Counters { step: 0, epoch: 0, batch_in_epoch: 0, seed, best_abs_rel: f64::INFINITY, skipped: 0 };
         let skips = Arc::new(SkipLog::new(cfg.warn_on_skipped_samples, cfg.skip_warning_limit));
-        let log = MetricsLog::open(&opts.output_dir, None)?;
+        // A resumed run keeps (and continues) the earlier record.
+        let log = if opts.resume.is_some() { MetricsLog::empty(&opts.output_dir) } else { MetricsLog::open(&opts.output_dir, None)? };
         let mut trainer = Self {
             cfg,
             model,

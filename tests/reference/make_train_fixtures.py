@@ -338,7 +338,13 @@ def step_fixtures(cfg, train_lines):
     lam = tr.cosine_warmup_lambda(per_epoch * cfg["epochs"], cfg["warmup_ratio"], 0, cfg["learning_rate"], cfg["min_lr"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=lam)
     ema = tr.Ema(model, cfg["ema_decay"])
-    out = {f"init.{k}": v.clone() for k, v in tr.decoder_state(model).items()}
+    init = {k: v.clone() for k, v in tr.decoder_state(model).items()}
+    out = {}
+
+    def delta(name, t):
+        # The change from the start, in float32 (plenty for a 1e-4 bar, half the size).
+        return t.detach().clone() if not t.is_floating_point() else (t.detach() - init[name]).float()
+
     lrs, losses = [], []
     for k, (pixels, depth) in enumerate(batches(cfg, train_lines, 3)):
         pixels, depth = pixels.double(), depth.double()
@@ -354,9 +360,9 @@ def step_fixtures(cfg, train_lines):
         ema.update(model)
         losses.append(loss.item())
         for name, t in tr.decoder_state(model).items():
-            out[f"step{k + 1}.{name}"] = t.detach().clone()
+            out[f"step{k + 1}.{name}"] = delta(name, t)
         for name, t in ema.shadow.items():
-            out[f"ema{k + 1}.{name}"] = t.detach().clone()
+            out[f"ema{k + 1}.{name}"] = delta(name, t)
     out["lr"] = torch.tensor(lrs, dtype=torch.float64)
     out["loss"] = torch.tensor(losses, dtype=torch.float64)
     save_file(out, os.path.join(OUT, "three_steps.safetensors"))
@@ -418,6 +424,32 @@ def eval_fixtures(cfg, val_lines):
         f.write("\n")
 
 
+def pil_geometry_fixtures():
+    """Pillow's rotate (bicubic RGB, nearest 16- and 8-bit depth) and
+    nearest resize (float and 16-bit), for the loader's augmentations."""
+    rgb = np.asarray(Image.open(os.path.join(DATA, "train", "room_03_rgb.png")).convert("RGB"))
+    dep16 = Image.open(os.path.join(DATA, "train", "room_03_depth.png"))
+    dep8 = Image.fromarray((np.asarray(dep16, dtype=np.float32) / 40).clip(0, 255).astype(np.uint8))
+    depf = Image.fromarray(np.asarray(dep16, dtype=np.float32) / 1000.0)
+    sq = Image.fromarray(rgb[:48, :48])
+    out = {"rgb": torch.from_numpy(rgb.copy()), "dep16": torch.from_numpy(np.asarray(dep16).astype(np.int64)),
+           "dep8": torch.from_numpy(np.asarray(dep8).astype(np.int64)), "depf": torch.from_numpy(np.asarray(depf).copy())}
+    img = Image.fromarray(rgb)
+    angles = [1.7, -2.3, 0.4, 30.0, 180.0, -1.0]
+    for i, a in enumerate(angles):
+        out[f"rot{i}.rgb"] = torch.from_numpy(np.asarray(img.rotate(a, resample=Image.BICUBIC, fillcolor=(0, 0, 0))).copy())
+        out[f"rot{i}.dep16"] = torch.from_numpy(np.asarray(dep16.rotate(a, resample=Image.NEAREST, fillcolor=0)).astype(np.int64))
+        out[f"rot{i}.dep8"] = torch.from_numpy(np.asarray(dep8.rotate(a, resample=Image.NEAREST, fillcolor=0)).astype(np.int64))
+    out["angles"] = torch.tensor(angles, dtype=torch.float64)
+    out["sq"] = torch.from_numpy(np.asarray(sq).copy())
+    out["sq90"] = torch.from_numpy(np.asarray(sq.rotate(90, resample=Image.BICUBIC, fillcolor=(0, 0, 0))).copy())
+    for j, (w, h) in enumerate([(64, 48), (160, 120), (37, 29), (80, 61)]):
+        out[f"resize{j}.size"] = torch.tensor([w, h])
+        out[f"resize{j}.depf"] = torch.from_numpy(np.asarray(depf.resize((w, h), Image.NEAREST)).copy())
+        out[f"resize{j}.dep16"] = torch.from_numpy(np.asarray(dep16.resize((w, h), Image.NEAREST)).astype(np.int64))
+    save_file(out, os.path.join(OUT, "pil_geometry.safetensors"))
+
+
 def main():
     os.makedirs(DATA, exist_ok=True)
     os.makedirs(OUT, exist_ok=True)
@@ -427,6 +459,7 @@ def main():
     import yaml
 
     cfg = yaml.safe_load(CONFIG)
+    pil_geometry_fixtures()
     loss_cases()
     step_fixtures(copy.deepcopy(cfg), train_lines)
     eval_fixtures(cfg, val_lines)

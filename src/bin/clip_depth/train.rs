@@ -135,17 +135,6 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
 
     let stop = Arc::new(AtomicBool::new(false));
     install_interrupt(stop.clone());
-    let trainable: usize = model.store().num_elements(clip_depth_ros::model::nn::Role::Trainable);
-    let frozen: usize = model.store().num_elements(clip_depth_ros::model::nn::Role::Frozen);
-    eprintln!(
-        "training {} ({:.2} M trainable, {:.2} M frozen parameters) on {} for {} epochs, batch {}, seed {seed}",
-        decoder.clip_model_name,
-        trainable as f64 / 1e6,
-        frozen as f64 / 1e6,
-        args.device,
-        cfg.epochs,
-        cfg.batch_size
-    );
     let run = RunOptions {
         output_dir: args.output_dir.clone(),
         max_steps: args.max_steps,
@@ -157,7 +146,19 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         stop,
         config_path: args.config.clone(),
     };
+    let (epochs, batch) = (cfg.epochs, cfg.batch_size);
     let mut trainer = Trainer::new(cfg, model, run, seed)?;
+    let trainable: usize = trainer.model().store().num_elements(clip_depth_ros::model::nn::Role::Trainable);
+    let frozen: usize = trainer.model().store().num_elements(clip_depth_ros::model::nn::Role::Frozen);
+    eprintln!(
+        "training {} ({:.2} M trainable, {:.2} M frozen parameters) on {} for {} epochs, batch {}, seed {seed}",
+        decoder.clip_model_name,
+        trainable as f64 / 1e6,
+        frozen as f64 / 1e6,
+        args.device,
+        epochs,
+        batch
+    );
     let outcome = trainer.run()?;
     let best = if outcome.best_abs_rel.is_finite() { format!(", best AbsRel {:.4}", outcome.best_abs_rel) } else { String::new() };
     eprintln!(
