@@ -6,8 +6,14 @@
         checkpoint:=/path/to/space_clip.safetensors
 
 Parameters come from params_file (default: the installed
-config/clip_depth.yaml); the model/device arguments below override it only
-when they are given (non-empty).
+config/clip_depth.yaml); the model/device/output arguments below override it
+only when they are given (non-empty). The outputs are relative names in
+`namespace` (default none: /depth/image, /points, ...; with namespace:=cam:
+/cam/depth/image, /cam/points, ...); stats are on /<namespace>/clip_depth/stats.
+With respawn:=true the node is restarted 2 s after it exits: it exits with
+1 when it cannot go on (its inference thread died), rather than staying in
+the graph publishing nothing. (A start-up error, exit 2, would be retried
+too: fix the parameters.)
 """
 
 from launch import LaunchDescription
@@ -17,14 +23,32 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 # Launch argument -> node parameter, applied only when the argument is non-empty.
-_STRING_OVERRIDES = {
-    'model_config': 'model_config',
-    'checkpoint': 'checkpoint',
-    'clip_weights': 'clip_weights',
-    'clip_config': 'clip_config',
-    'device': 'device',
-    'dtype': 'dtype',
+_STRING_OVERRIDES = ('model_config', 'checkpoint', 'clip_weights', 'clip_config', 'device', 'dtype')
+# Boolean launch argument -> (node parameter, value when true, value when false).
+_BOOL_OVERRIDES = {
+    'use_compressed': ('image_transport', 'compressed', 'raw'),
+    'publish_colormap': ('publish_colormap', True, False),
 }
+
+# (name, default, description); the params_file default is added below.
+_ARGUMENTS = [
+    ('image_topic', '/camera/image_raw',
+     'Input sensor_msgs/Image topic (rectified). With use_compressed, <image_topic>/compressed is used.'),
+    ('camera_info_topic', '/camera/camera_info', 'sensor_msgs/CameraInfo of the input image'),
+    ('model_config', '', 'SPACE-CLIP training YAML (overrides model_config)'),
+    ('checkpoint', '', 'SPACE-CLIP checkpoint, .pt/.pth or .safetensors (overrides checkpoint)'),
+    ('clip_weights', '', 'Hugging Face CLIP model.safetensors for a decoder-only checkpoint (overrides clip_weights)'),
+    ('clip_config', '', 'Hugging Face config.json of the backbone (overrides clip_config)'),
+    ('dtype', '', 'Model precision: f32, f16 or bf16 (overrides dtype)'),
+    ('device', '', 'Compute device, e.g. cpu or cuda:0 (overrides device)'),
+    ('use_compressed', '', 'true: subscribe to <image_topic>/compressed (sensor_msgs/CompressedImage) instead '
+                           'of the raw image (sets image_transport); empty: as in params_file'),
+    ('publish_colormap', '', 'true: also publish a bgr8 picture of the depth on depth/colormap '
+                             '(for RViz); empty: as in params_file'),
+    ('namespace', '', 'Namespace of the node and its relative topics'),
+    ('respawn', 'false', 'true: restart the node 2 s after it exits (it exits with 1 on an internal error)'),
+    ('log_level', 'info', 'Node log level (debug, info, warn, error, fatal)'),
+]
 
 
 def _parse_bool(name, value):
@@ -40,15 +64,10 @@ def _launch_node(context, *args, **kwargs):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
-    overrides = {}
-    for launch_arg, param in _STRING_OVERRIDES.items():
-        value = arg(launch_arg)
-        if value != '':
-            overrides[param] = value
-    use_compressed = arg('use_compressed')
-    if use_compressed != '':
-        compressed = _parse_bool('use_compressed', use_compressed)
-        overrides['image_transport'] = 'compressed' if compressed else 'raw'
+    overrides = {name: arg(name) for name in _STRING_OVERRIDES if arg(name) != ''}
+    for name, (param, when_true, when_false) in _BOOL_OVERRIDES.items():
+        if arg(name) != '':
+            overrides[param] = when_true if _parse_bool(name, arg(name)) else when_false
 
     image_topic = arg('image_topic')
     parameters = [arg('params_file')]
@@ -69,6 +88,8 @@ def _launch_node(context, *args, **kwargs):
             ('camera_info', arg('camera_info_topic')),
         ],
         ros_arguments=['--log-level', arg('log_level')],
+        respawn=_parse_bool('respawn', arg('respawn')),
+        respawn_delay=2.0,
     )
     return [node]
 
@@ -76,46 +97,8 @@ def _launch_node(context, *args, **kwargs):
 def generate_launch_description():
     default_params = PathJoinSubstitution(
         [FindPackageShare('clip_depth_ros'), 'config', 'clip_depth.yaml'])
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            'image_topic', default_value='/camera/image_raw',
-            description='Input sensor_msgs/Image topic (rectified). With '
-                        'use_compressed, <image_topic>/compressed is used.'),
-        DeclareLaunchArgument(
-            'camera_info_topic', default_value='/camera/camera_info',
-            description='sensor_msgs/CameraInfo of the input image'),
-        DeclareLaunchArgument(
-            'params_file', default_value=default_params,
-            description='YAML parameter file for the node'),
-        DeclareLaunchArgument(
-            'model_config', default_value='',
-            description='SPACE-CLIP training YAML (overrides model_config)'),
-        DeclareLaunchArgument(
-            'checkpoint', default_value='',
-            description='SPACE-CLIP checkpoint, .pt/.pth or .safetensors (overrides checkpoint)'),
-        DeclareLaunchArgument(
-            'clip_weights', default_value='',
-            description='Hugging Face CLIP model.safetensors for a decoder-only '
-                        'checkpoint (overrides clip_weights)'),
-        DeclareLaunchArgument(
-            'clip_config', default_value='',
-            description='Hugging Face config.json of the backbone (overrides clip_config)'),
-        DeclareLaunchArgument(
-            'dtype', default_value='',
-            description='Model precision: f32, f16 or bf16 (overrides dtype)'),
-        DeclareLaunchArgument(
-            'device', default_value='',
-            description='Compute device, e.g. cpu or cuda:0 (overrides device)'),
-        DeclareLaunchArgument(
-            'use_compressed', default_value='',
-            description='true: subscribe to <image_topic>/compressed '
-                        '(sensor_msgs/CompressedImage) instead of the raw image '
-                        '(sets image_transport); empty: as in params_file'),
-        DeclareLaunchArgument(
-            'namespace', default_value='',
-            description='Namespace of the node and its relative topics'),
-        DeclareLaunchArgument(
-            'log_level', default_value='info',
-            description='Node log level (debug, info, warn, error, fatal)'),
-        OpaqueFunction(function=_launch_node),
-    ])
+    arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
+                 for name, default, description in _ARGUMENTS]
+    arguments.insert(2, DeclareLaunchArgument(
+        'params_file', default_value=default_params, description='YAML parameter file for the node'))
+    return LaunchDescription(arguments + [OpaqueFunction(function=_launch_node)])

@@ -15,8 +15,9 @@
 # DEVICE, DTYPES, BATCHES and ITERS override those (DEVICE=cpu DTYPES=f32
 # BATCHES=1 ITERS=1 is a quick dry run of the script on any machine).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" bench-gpu
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${1:-$ROOT/dist/clip_depth}"
 OUT_DIR="${2:-$ROOT/bench-gpu}"
 PYTHON="${PYTHON:-python3}"
@@ -24,7 +25,7 @@ ITERS="${ITERS:-20}"
 DEVICE="${DEVICE:-cuda:0}"
 read -r -a DTYPES <<< "${DTYPES:-f32 f16 bf16}"
 read -r -a BATCHES <<< "${BATCHES:-1 4 16}"
-[ -x "$BIN" ] || { echo "bench-gpu: no executable at $BIN" >&2; exit 2; }
+[ -x "$BIN" ] || { log "no executable at $BIN"; exit 2; }
 mkdir -p "$OUT_DIR"
 
 cu13="$("$PYTHON" -c 'import os, nvidia; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null || true)"
@@ -32,7 +33,7 @@ if [ -n "$cu13" ] && [ -d "$cu13" ]; then
   export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$cu13"
 fi
 if ldd "$BIN" | grep -q 'not found'; then
-  echo "bench-gpu: libraries missing for $BIN:" >&2
+  log "libraries missing for $BIN:"
   ldd "$BIN" | grep 'not found' >&2
   exit 2
 fi

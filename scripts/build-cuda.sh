@@ -20,8 +20,9 @@
 # A first build takes about 9 minutes on 2 idle cores, 6 of them nvcc compiling
 # candle's kernels (candle-kernels' build script); later builds seconds.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" build-cuda
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHECK=1
 CARGO_ARGS=()
 PROFILE_DIR=debug
@@ -34,16 +35,13 @@ for arg in "$@"; do
   fi
   case "$arg" in
     --no-check) CHECK=0 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     --release|-r) PROFILE_DIR=release; CARGO_ARGS+=("$arg") ;;
     --profile) expect_profile=1; CARGO_ARGS+=("$arg") ;;
     --profile=*) p="${arg#--profile=}"; [ "$p" = dev ] && PROFILE_DIR=debug || PROFILE_DIR="$p"; CARGO_ARGS+=("$arg") ;;
     *) CARGO_ARGS+=("$arg") ;;
   esac
 done
-
-log() { printf 'build-cuda: %s\n' "$*" >&2; }
-die() { printf 'build-cuda: error: %s\n' "$*" >&2; exit 1; }
 
 [ -f "$ROOT/.cuda/env.sh" ] || die "no .cuda/env.sh: run scripts/setup-cuda.sh first"
 # shellcheck disable=SC1091

@@ -7,7 +7,8 @@
 # pipeline is real, the depth values are not. Pass your own with
 #   MODEL_CONFIG=nyu.yaml CHECKPOINT=best.pt [CLIP_WEIGHTS=..] [CLIP_CONFIG=..] scripts/demo.sh [image.png]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" demo
 cd "$ROOT"
 
 IMAGE="${1:-tests/fixtures/images/scene_640x480.png}"

@@ -21,7 +21,6 @@ import rclpy
 from PIL import Image as PILImage
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -29,6 +28,7 @@ from clip_depth_msgs.msg import DepthStats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample_camera import camera_info  # noqa: E402
+from ros_messages import stamp_plus  # noqa: E402  (on the path through sample_camera)
 
 
 def rss_mib(pid):
@@ -69,8 +69,7 @@ def main():
         msg.data = rgb.tobytes()
         info = camera_info(width, height, msg.header)
         if args.info_offset_ms:
-            ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec + int(args.info_offset_ms * 1e6)
-            info.header = Header(stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000),
+            info.header = Header(stamp=stamp_plus(msg.header.stamp, int(args.info_offset_ms * 1e6)),
                                  frame_id=msg.header.frame_id)
         pub_info.publish(info)
         pub_image.publish(msg)

@@ -8,13 +8,11 @@
 # Without a command it prints the path of the environment file, so that
 # `. "$(scripts/ros-env.sh)"` sources it into the current shell.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" ros-env
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ENV_FILE="$ROOT/.ros/env.sh"
-if [ ! -f "$ENV_FILE" ]; then
-  echo "ros-env.sh: $ENV_FILE not found; run scripts/setup-ros.sh first" >&2
-  exit 1
-fi
+[ -f "$ENV_FILE" ] || die "$ENV_FILE not found; run scripts/setup-ros.sh first"
 if [ "$#" -eq 0 ]; then
   printf '%s\n' "$ENV_FILE"
   exit 0

@@ -20,20 +20,14 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from clip_depth_msgs.msg import DepthStats
 
+# The message builders of the end-to-end tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests' / 'ros'))
+from ros_messages import make_camera_info  # noqa: E402
+
 
 def camera_info(width, height, header):
     """A plausible pinhole camera: 60 degree horizontal field of view."""
-    f = width / (2.0 * np.tan(np.radians(30.0)))
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    info = CameraInfo()
-    info.header = header
-    info.width, info.height = width, height
-    info.distortion_model = 'plumb_bob'
-    info.d = [0.0] * 5
-    info.k = [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
+    return make_camera_info(width, height, header=header, fx=width / (2.0 * np.tan(np.radians(30.0))))
 
 
 def main():
@@ -61,6 +55,10 @@ def main():
     node.create_subscription(PointCloud2, 'points', lambda m: got.__setitem__('points', m), reliable)
     node.create_subscription(DepthStats, f'{args.node}/stats', lambda m: got['stats'].append(m), reliable)
 
+    # Best-effort frames sent before the node has matched are lost: wait for it.
+    deadline = time.monotonic() + 15.0
+    while pub_image.get_subscription_count() == 0 and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
     start = time.monotonic()
     sent = 0
     next_send = start

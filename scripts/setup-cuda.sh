@@ -51,17 +51,12 @@
 # Update 2; its cuBLAS is 13.1.0.3, soname libcublas.so.13). Kernels are PTX,
 # JIT-compiled by the driver on first use: running needs driver >= 580 (13.0).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" setup-cuda
 
 FORCE=0
-for arg in "$@"; do
-  case "$arg" in
-    --force) FORCE=1 ;;
-    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "setup-cuda.sh: unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
+parse_flags "--force" "$@"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv-cuda"
 CUDA_DIR="$ROOT/.cuda"
 LIB_DIR="$CUDA_DIR/lib"
@@ -71,17 +66,7 @@ ENV_FILE="$CUDA_DIR/env.sh"
 STUB_SRC="$ROOT/scripts/cuda-stub/libcuda_stub.c"
 PYTHON="${CLIP_DEPTH_CUDA_PYTHON:-python3}"
 
-# CUDA 13.0 Update 2, as pinned by NVIDIA's cuda-toolkit==13.0.2 metapackage.
-REQUIREMENTS='
-nvidia-cuda-nvcc==13.0.88
-nvidia-cuda-crt==13.0.88
-nvidia-nvvm==13.0.88
-nvidia-cuda-cccl==13.0.85
-nvidia-cuda-runtime==13.0.96
-nvidia-cuda-nvrtc==13.0.88
-nvidia-cublas==13.1.0.3
-nvidia-curand==10.4.0.35
-'
+REQUIREMENTS="$ROOT/scripts/cuda-requirements.txt"
 
 # The shared libraries candle/cudarc link (-l names) with their sonames, and
 # what libnvrtc loads by itself at run time.
@@ -90,11 +75,6 @@ RUNTIME_ONLY_LIBS='libnvrtc-builtins.so.13.0'
 
 # The cudarc version the stub's symbol list was generated from.
 STUB_CUDARC_VERSION=0.19.10
-
-log() { printf 'setup-cuda: %s\n' "$*" >&2; }
-die() { printf 'setup-cuda: error: %s\n' "$*" >&2; exit 1; }
-sha() { sha256sum | cut -d' ' -f1; }
-stamp_matches() { [ "$FORCE" = 0 ] && [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
 START=$(date +%s)
 
@@ -111,26 +91,9 @@ mkdir -p "$STAMP_DIR"
 
 # --- 1. virtual environment with the wheels -----------------------------------
 PY_ID="$("$PYTHON" -c 'import sys; print(sys.executable, sys.version)')"
-VENV_HASH="$(printf '%s\n%s\n' "$PY_ID" "$REQUIREMENTS" | sha)"
-VENV_STAMP="$STAMP_DIR/venv.sha256"
-if stamp_matches "$VENV_STAMP" "$VENV_HASH" && [ -x "$VENV/bin/python" ]; then
-  log "venv up to date ($VENV)"
-else
-  if [ -x "$VENV/bin/python" ] && [ "$FORCE" = 0 ] \
-    && [ "$("$VENV/bin/python" -c 'import sys; print(sys._base_executable, sys.version)' 2>/dev/null)" = "$PY_ID" ]; then
-    log "updating venv $VENV"
-  else
-    log "creating venv $VENV"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-  fi
-  req_file="$(mktemp)"
-  printf '%s\n' "$REQUIREMENTS" > "$req_file"
-  log "installing the CUDA 13.0 wheels (about 1 GB download on first run)"
-  "$VENV/bin/python" -m pip install --no-input --disable-pip-version-check -q -r "$req_file"
-  rm -f "$req_file"
-  printf '%s\n' "$VENV_HASH" > "$VENV_STAMP"
-fi
+VENV_HASH="$( (printf '%s\n' "$PY_ID"; cat "$REQUIREMENTS") | sha)"
+[ -f "$STAMP_DIR/venv.sha256" ] || log "installing the CUDA 13.0 wheels (about 1 GB download on first run)"
+ensure_venv "$VENV" "$PYTHON" "$STAMP_DIR/venv.sha256" "$VENV_HASH" "$REQUIREMENTS" || true
 
 SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 CU13="$SITE/nvidia/cu13"
@@ -180,9 +143,9 @@ if [ -n "$lock_cudarc" ] && [ "$lock_cudarc" != "$STUB_CUDARC_VERSION" ]; then
 fi
 
 # --- 4. .cuda/env.sh --------------------------------------------------------------
-q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 tmp_env="$(mktemp "$CUDA_DIR/env.sh.XXXXXX")"
-cat > "$tmp_env" <<EOF
+{
+  cat <<'EOF'
 # Environment for building and running clip_depth_ros's CUDA build with the
 # CUDA 13.0 wheels. Written by scripts/setup-cuda.sh; edits are overwritten.
 # Source it from sh, bash or zsh:  . .cuda/env.sh
@@ -191,42 +154,31 @@ cat > "$tmp_env" <<EOF
 # to append the libcuda.so.1 stub to LD_LIBRARY_PATH; auto does so only when
 # no NVIDIA driver library is installed. CUDA_COMPUTE_CAP defaults to 90.
 
-export CLIP_DEPTH_CUDA_ROOT=$(q "$ROOT")
-export CLIP_DEPTH_CUDA_LIB=$(q "$LIB_DIR")
-export CLIP_DEPTH_CUDA_STUB_DIR=$(q "$STUB_DIR")
+EOF
+  print_exports CLIP_DEPTH_CUDA_ROOT "$ROOT" CLIP_DEPTH_CUDA_LIB "$LIB_DIR" CLIP_DEPTH_CUDA_STUB_DIR "$STUB_DIR"
+  cat <<'EOF'
 
 # The toolkit: nvcc on PATH (found first by candle-kernels' build), CUDA_ROOT
 # for cudarc (it adds CUDA_ROOT/lib as link search path and reads the version
 # from nvcc). Other toolkit variables are cleared so a system toolkit of
 # another version cannot slip into the link.
-export CUDA_ROOT=$(q "$CU13")
-unset CUDA_HOME CUDA_PATH CUDA_TOOLKIT_ROOT_DIR CUDARC_CUDA_VERSION NVCC
-export CUDA_COMPUTE_CAP="\${CUDA_COMPUTE_CAP:-90}"
 EOF
+  print_exports CUDA_ROOT "$CU13"
+  cat <<'EOF'
+unset CUDA_HOME CUDA_PATH CUDA_TOOLKIT_ROOT_DIR CUDARC_CUDA_VERSION NVCC
+export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+
+EOF
+  print_path_helper
+  printf '\n'
+} > "$tmp_env"
 cat >> "$tmp_env" <<'EOF'
-
-_clip_depth_cuda_add() {
-  # $1: variable name, $2: prepend|append, $3: directory; unless present.
-  eval "_clip_depth_cuda_cur=\${$1:-}"
-  case ":$_clip_depth_cuda_cur:" in
-    *":$3:"*) ;;
-    *) if [ -z "$_clip_depth_cuda_cur" ]; then
-         eval "export $1=\"\$3\""
-       elif [ "$2" = prepend ]; then
-         eval "export $1=\"\$3:\$_clip_depth_cuda_cur\""
-       else
-         eval "export $1=\"\$_clip_depth_cuda_cur:\$3\""
-       fi ;;
-  esac
-  unset _clip_depth_cuda_cur
-}
-
-_clip_depth_cuda_add PATH prepend "$CUDA_ROOT/bin"
+_clip_depth_path PATH prepend : "$CUDA_ROOT/bin"
 # Link time: -lcublas, -lcublasLt, -lcurand, -lnvrtc, -lcudart, -lcuda.
-_clip_depth_cuda_add LIBRARY_PATH prepend "$CLIP_DEPTH_CUDA_STUB_DIR"
-_clip_depth_cuda_add LIBRARY_PATH prepend "$CLIP_DEPTH_CUDA_LIB"
+_clip_depth_path LIBRARY_PATH prepend : "$CLIP_DEPTH_CUDA_STUB_DIR"
+_clip_depth_path LIBRARY_PATH prepend : "$CLIP_DEPTH_CUDA_LIB"
 # Run time: the wheels' libraries (the binary has no rpath).
-_clip_depth_cuda_add LD_LIBRARY_PATH prepend "$CLIP_DEPTH_CUDA_LIB"
+_clip_depth_path LD_LIBRARY_PATH prepend : "$CLIP_DEPTH_CUDA_LIB"
 
 # Is a real driver library (libcuda.so.1) installed? Prints yes or nothing.
 # (No pipe into grep -q: under pipefail an early exit would read as "absent".)
@@ -256,13 +208,13 @@ esac
 export CLIP_DEPTH_CUDA_STUB_ACTIVE
 if [ "$CLIP_DEPTH_CUDA_STUB_ACTIVE" = 1 ]; then
   # No driver: let the binary start and fail cleanly when it opens a device.
-  _clip_depth_cuda_add LD_LIBRARY_PATH append "$CLIP_DEPTH_CUDA_STUB_DIR"
+  _clip_depth_path LD_LIBRARY_PATH append : "$CLIP_DEPTH_CUDA_STUB_DIR"
 else
   # A driver: make sure the stub does not shadow it (e.g. env.sh sourced twice).
   LD_LIBRARY_PATH="$(printf '%s' "$LD_LIBRARY_PATH" | tr ':' '\n' | { grep -v -x -F "$CLIP_DEPTH_CUDA_STUB_DIR" || true; } | paste -sd: -)"
   export LD_LIBRARY_PATH
 fi
-unset -f _clip_depth_cuda_add _clip_depth_cuda_driver
+unset -f _clip_depth_path _clip_depth_cuda_driver
 EOF
 mv "$tmp_env" "$ENV_FILE"
 

@@ -371,24 +371,20 @@ mod tests {
 
     #[test]
     fn png_round_trip() {
+        // RGB stays rgb8 (format named); grey stays mono8 (empty format: guessed).
         let rgb: Vec<u8> = (0..5 * 3 * 3).map(|i| (i * 7) as u8).collect();
-        let png = png_bytes(&rgb, 5, 3, image::ExtendedColorType::Rgb8);
-        let img = decode_compressed("rgb8; png compressed rgb8", &png).unwrap();
-        assert_eq!(
-            (img.width, img.height, img.format),
-            (5, 3, PixelFormat::Rgb8)
-        );
-        assert_eq!(img.data, rgb);
-        // Grayscale stays mono8; empty format is guessed.
-        let grey = [0u8, 50, 100, 150, 200, 250];
-        let png = png_bytes(&grey, 3, 2, image::ExtendedColorType::L8);
-        let img = decode_compressed("", &png).unwrap();
-        assert_eq!(
-            (img.width, img.height, img.format),
-            (3, 2, PixelFormat::Mono8)
-        );
-        assert_eq!(img.data, grey);
-        assert_eq!(img.view().unwrap().row(1), &[150, 200, 250]);
+        let grey = vec![0u8, 50, 100, 150, 200, 250];
+        let cases = [
+            ("rgb8; png compressed rgb8", rgb, (5, 3), image::ExtendedColorType::Rgb8, PixelFormat::Rgb8),
+            ("", grey, (3, 2), image::ExtendedColorType::L8, PixelFormat::Mono8),
+        ];
+        for (format, data, (w, h), colour, want) in cases {
+            let img = decode_compressed(format, &png_bytes(&data, w, h, colour)).unwrap();
+            assert_eq!((img.width, img.height, img.format), (w as usize, h as usize, want), "{format:?}");
+            assert_eq!(img.data, data, "{format:?}");
+            let row = w as usize * want.channels();
+            assert_eq!(img.view().unwrap().row(1), &data[row..2 * row]);
+        }
     }
 
     #[test]

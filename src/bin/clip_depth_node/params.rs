@@ -47,7 +47,7 @@ pub struct NodeParams {
     pub cloud_rgb: bool,
     /// Publish a bgr8 picture of the depth on depth/colormap
     pub publish_colormap: bool,
-    /// How long to wait for the camera_info with the image's exact stamp [s]
+    /// How long to wait for the camera_info with the image's exact stamp [s] (while stamps match at all)
     pub camera_info_sync_window: f64,
     /// After the window, pair with the newest camera_info (else skip the cloud)
     pub use_latest_camera_info: bool,

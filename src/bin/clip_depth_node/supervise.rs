@@ -50,12 +50,7 @@ pub fn install_panic_hook() {
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         if SUPERVISED.with(Cell::get) {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let msg = info.payload_as_str().unwrap_or("unknown panic");
             let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
             CAUGHT.with(|c| *c.borrow_mut() = Some(format!("{}{at}", msg.replace('\n', " "))));
         } else {
