@@ -452,7 +452,7 @@ def node_binary(ros_environment) -> Path:
     """Path of the clip_depth_node binary (CLIP_DEPTH_NODE_BIN or target/debug)."""
     path = find_node_binary()
     if not path.is_file() or not os.access(path, os.X_OK):
-        _skip_or_fail(f'{path} not found: build it (cargo build --features ros --bin clip_depth_node) '
+        _skip_or_fail(f'{path} not found: build it (cargo build --features test-hooks --bin clip_depth_node) '
                       f'or set CLIP_DEPTH_NODE_BIN')
     return path
 
