@@ -50,13 +50,22 @@ pub fn install_panic_hook() {
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         if SUPERVISED.with(Cell::get) {
-            let msg = info.payload_as_str().unwrap_or("unknown panic");
+            let msg = payload_text(info.payload());
             let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
             CAUGHT.with(|c| *c.borrow_mut() = Some(format!("{}{at}", msg.replace('\n', " "))));
         } else {
             previous(info);
         }
     }));
+}
+
+/// The text a panic carries (`panic!` with a literal or a format).
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s,
+        (_, Some(s)) => s,
+        _ => "unknown panic",
+    }
 }
 
 /// Runs `f`; a panic in it comes back as its message and location.
