@@ -37,12 +37,15 @@ pub struct BenchArgs {
     /// Input frame and output depth size, WxH.
     #[arg(long, value_parser = parse_size, default_value = "640x480")]
     size: (usize, usize),
-    /// Timed iterations per batch size.
-    #[arg(long, default_value_t = 10)]
-    iters: usize,
-    /// Untimed iterations first.
-    #[arg(long, default_value_t = 2)]
-    warmup: usize,
+    /// Timed iterations per batch size (default 10; 3 with --train).
+    #[arg(long)]
+    iters: Option<usize>,
+    /// Untimed iterations first (default 2; 1 with --train).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Time a training step instead (batch 8 by default; the ground truth at --size).
+    #[arg(long)]
+    train: bool,
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
@@ -109,7 +112,24 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    anyhow::ensure!(args.iters > 0, "--iters must be at least 1");
+    if args.train {
+        let (backbone, decoder) = architecture(args.config.as_deref(), args.backbone.clip_config.as_deref(), &args.preset)?;
+        anyhow::ensure!(args.batch.len() <= 1, "--train times one batch size");
+        let bench = crate::bench_train::TrainBench {
+            backbone,
+            decoder,
+            batch: args.batch.first().copied().unwrap_or(8),
+            size: args.size,
+            iters: args.iters.unwrap_or(3).max(1),
+            warmup: args.warmup.unwrap_or(1),
+            json: args.json,
+            device: args.run.device.open()?,
+        };
+        return crate::bench_train::run(bench);
+    }
+    let iters = args.iters.unwrap_or(10);
+    let warmup = args.warmup.unwrap_or(2);
+    anyhow::ensure!(iters > 0, "--iters must be at least 1");
     anyhow::ensure!(args.batch.iter().all(|&b| b > 0), "--batch sizes must be at least 1");
     let (mut estimator, weights) = load(&args)?;
     if let Some(on) = args.preprocess_on {
@@ -133,11 +153,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     for &batch in &batches {
         let views = vec![view; batch];
         memory::reset_peak(estimator.device());
-        for _ in 0..args.warmup {
+        for _ in 0..warmup {
             estimator.estimate_batch(&views, (w, h))?;
         }
-        let mut samples: Vec<StageTimings> = Vec::with_capacity(args.iters);
-        for _ in 0..args.iters {
+        let mut samples: Vec<StageTimings> = Vec::with_capacity(iters);
+        for _ in 0..iters {
             samples.push(estimator.estimate_batch(&views, (w, h))?.1);
         }
         let ms = |f: fn(&StageTimings) -> Duration| {
@@ -163,7 +183,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             "weights": weights,
             "backbone": {"hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers, "patch": cfg.patch_size, "image": cfg.image_size},
             "size": [w, h],
-            "iters": args.iters,
+            "iters": iters,
             "peak_host_memory_mib": peak,
             "preprocess_on": if estimator.device_preprocessing() { "device" } else { "cpu" },
             "results": results.iter().map(|(batch, stages, fps, device_peak)| serde_json::json!({
@@ -186,8 +206,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         if estimator.device_preprocessing() { "device" } else { "cpu" },
         args.run.device,
         args.run.dtype,
-        args.iters,
-        args.warmup
+        iters,
+        warmup
     );
     println!("{:>5} {:<11} {:>9} {:>9} {:>9}", "batch", "stage", "min ms", "median", "p95");
     for (batch, stages, fps, device_peak) in &results {
