@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod bench_train;
 mod eval;
 mod infer;
 mod inspect;
