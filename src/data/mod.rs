@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod file_list;
 pub mod loader;
+pub mod rosbag;
 pub mod sample;
 
 pub use file_list::{read_list, ListEntry, SamplePaths};
