@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::kernels::{contiguous_f32, SendPtr};
@@ -114,19 +114,49 @@ impl CustomOp3 for BatchNormTrain {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let stats = self.last_stats()?;
-        let (b, c, h, w) = x.dims4()?;
+        let c = weight.dim(0)?;
+        let back = BatchNormBackward {
+            stats: self.last_stats()?,
+            weight: weight.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?,
+            params: Arc::new(Mutex::new(None)),
+        };
+        let dx = x.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &back)?;
+        let (dw, db) = back
+            .params
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("batch norm gradient lock poisoned".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("batch norm backward produced no parameter gradients".into()))?;
+        let dev = grad.device();
+        Ok((Some(dx), Some(Tensor::from_vec(dw, c, dev)?), Some(Tensor::from_vec(db, c, dev)?)))
+    }
+}
+
+/// (x, dL/dy) -> dL/dx, keeping dL/dweight and dL/dbias for the caller;
+/// reads the saved batch statistics, no copies of the inputs.
+struct BatchNormBackward {
+    stats: BatchStats,
+    weight: Vec<f32>,
+    params: Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>,
+}
+
+impl CustomOp2 for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "batch-norm-train-backward-f32"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = xl.shape().dims4()?;
+        let x = contiguous_f32(xs, xl, "batch norm input")?;
+        let g = contiguous_f32(gs, gl, "batch norm gradient")?;
         let hw = h * w;
+        let stats = &self.stats;
         let n = stats.count as f64;
-        let x = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let wt = weight.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
         let idx = |i: usize, ch: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
         // Per channel: sum(dy) and sum((x - mean) dy).
         let sums = per_channel(c, |ch| {
             let mean = stats.mean[ch];
-            let mut sum_g = 0f64;
-            let mut dot = 0f64;
+            let (mut sum_g, mut dot) = (0f64, 0f64);
             for i in 0..b {
                 for (&xv, &gv) in x[idx(i, ch)].iter().zip(&g[idx(i, ch)]) {
                     sum_g += gv as f64;
@@ -142,7 +172,7 @@ impl CustomOp3 for BatchNormTrain {
             let (mean, invstd) = (stats.mean[ch], stats.invstd[ch]);
             let grad_mean = sum_g / n;
             let proj = dot * invstd * invstd / n;
-            let scale = invstd * wt[ch] as f64;
+            let scale = invstd * self.weight[ch] as f64;
             for i in 0..b {
                 let r = idx(i, ch);
                 // SAFETY: each (image, channel) plane is written by one task.
@@ -152,14 +182,10 @@ impl CustomOp3 for BatchNormTrain {
                 }
             }
         });
-        let dw: Vec<f32> = sums.iter().zip(&stats.invstd).map(|(&(_, dot), &is)| (dot * is) as f32).collect();
-        let db: Vec<f32> = sums.iter().map(|&(sum_g, _)| sum_g as f32).collect();
-        let dev = grad.device();
-        Ok((
-            Some(Tensor::from_vec(dx, (b, c, h, w), dev)?),
-            Some(Tensor::from_vec(dw, c, dev)?),
-            Some(Tensor::from_vec(db, c, dev)?),
-        ))
+        let dw = sums.iter().zip(&stats.invstd).map(|(&(_, dot), &is)| (dot * is) as f32).collect();
+        let db = sums.iter().map(|&(sum_g, _)| sum_g as f32).collect();
+        *self.params.lock().map_err(|_| candle_core::Error::Msg("batch norm gradient lock poisoned".into()))? = Some((dw, db));
+        Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }
 

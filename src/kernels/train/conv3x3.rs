@@ -1,14 +1,16 @@
 //! A 3x3 'same' convolution (stride 1, padding 1, no bias) with its
 //! backward pass, for training on the CPU in f32. Forward and input
 //! gradient are the same kernel (the input gradient is the convolution of
-//! the output gradient with the weights transposed and flipped); each is
-//! nine GEMMs over a zero-padded plane read at shifted offsets, as the
-//! inference kernel does. The weight gradient is nine GEMMs of the output
-//! gradient against the shifted input planes. candle's own CPU backward
-//! would go through its scalar transposed convolution.
+//! the output gradient with the weights transposed and flipped): Winograd
+//! F(2x2, 3x3) with AVX-512, else nine GEMMs over a zero-padded plane read
+//! at shifted offsets, as the inference kernels do. The weight gradient is
+//! nine GEMMs of the output gradient against the shifted input planes.
+//! candle's own CPU backward would go through its scalar transposed
+//! convolution.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
+use crate::kernels::avx512::{self, winograd_plane, Winograd3x3, WINOGRAD_READ_SLACK};
 use crate::kernels::contiguous_f32;
 use crate::kernels::gemm::{matmul, MatRef};
 
@@ -57,29 +59,58 @@ impl Plane {
     }
 }
 
-/// Per tap t = 3 ky + kx, the (rows x cols) matrix `w[.., .., ky, kx]`,
-/// transposed and flipped when `for_input_grad`.
-fn tap_matrices(w: &[f32], c_out: usize, c_in: usize, for_input_grad: bool) -> Vec<f32> {
+/// The weights of the input gradient's convolution: `w` (C_out, C_in, 3,
+/// 3) transposed to (C_in, C_out, 3, 3) and flipped in both directions.
+fn transposed_flipped(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    let mut t = vec![0f32; w.len()];
+    for co in 0..c_out {
+        for ci in 0..c_in {
+            for k in 0..9 {
+                t[(ci * c_out + co) * 9 + (8 - k)] = w[(co * c_in + ci) * 9 + k];
+            }
+        }
+    }
+    t
+}
+
+/// Per tap t = 3 ky + kx, the (C_out x C_in) matrix `w[.., .., ky, kx]`.
+fn tap_matrices(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let mut taps = vec![0f32; 9 * c_out * c_in];
     for co in 0..c_out {
         for ci in 0..c_in {
             for t in 0..9 {
-                let v = w[(co * c_in + ci) * 9 + t];
-                if for_input_grad {
-                    // Input gradient: a conv from c_out to c_in channels
-                    // with the kernel flipped in both directions.
-                    taps[((8 - t) * c_in + ci) * c_out + co] = v;
-                } else {
-                    taps[(t * c_out + co) * c_in + ci] = v;
-                }
+                taps[(t * c_out + co) * c_in + ci] = w[(co * c_in + ci) * 9 + t];
             }
         }
     }
     taps
 }
 
+/// `x` (B, C_in, H, W) convolved with `w` (C_out, C_in, 3, 3): Winograd
+/// F(2x2, 3x3) where the CPU has AVX-512, else nine GEMMs per image.
+fn convolve(x: &[f32], b: usize, c_in: usize, c_out: usize, h: usize, w: usize, weight: &[f32]) -> Vec<f32> {
+    if !avx512::available() {
+        return convolve_taps(x, b, c_in, c_out, h, w, &tap_matrices(weight, c_out, c_in));
+    }
+    let kernel = Winograd3x3::new(weight, vec![0.0; c_out], c_in, c_out);
+    let (hp, wp) = winograd_plane(h, w);
+    let plane = hp * wp;
+    let mut out = vec![0f32; b * c_out * h * w];
+    let mut padded = vec![0f32; c_in * plane + WINOGRAD_READ_SLACK];
+    for (xi, oi) in x.chunks_exact(c_in * h * w).zip(out.chunks_exact_mut(c_out * h * w)) {
+        for ch in 0..c_in {
+            for y in 0..h {
+                let dst = ch * plane + (y + 1) * wp + 1;
+                padded[dst..dst + w].copy_from_slice(&xi[(ch * h + y) * w..(ch * h + y + 1) * w]);
+            }
+        }
+        kernel.run(&padded, h, w, false, oi);
+    }
+    out
+}
+
 /// `x` (B, C_in, H, W) convolved with `taps` (9, C_out, C_in).
-fn convolve(x: &[f32], b: usize, c_in: usize, c_out: usize, h: usize, w: usize, taps: &[f32]) -> Vec<f32> {
+fn convolve_taps(x: &[f32], b: usize, c_in: usize, c_out: usize, h: usize, w: usize, taps: &[f32]) -> Vec<f32> {
     let g = Plane::new(h, w);
     let mut out = vec![0f32; b * c_out * h * w];
     let (mut padded, mut acc) = (Vec::new(), vec![0f32; c_out * g.len]);
@@ -153,8 +184,8 @@ impl CustomOp2 for Conv3x3 {
             candle_core::bail!("conv3x3: weights {:?} do not fit input {:?}", wl.shape(), xl.shape());
         }
         let x = contiguous_f32(xs, xl, "conv3x3 input")?;
-        let taps = tap_matrices(contiguous_f32(ws, wl, "conv3x3 weight")?, c_out, c_in, false);
-        Ok((CpuStorage::F32(convolve(x, b, c_in, c_out, h, w, &taps)), Shape::from((b, c_out, h, w))))
+        let weight = contiguous_f32(ws, wl, "conv3x3 weight")?;
+        Ok((CpuStorage::F32(convolve(x, b, c_in, c_out, h, w, weight)), Shape::from((b, c_out, h, w))))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -176,9 +207,9 @@ impl CustomOp2 for Conv3x3InputGrad {
     fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c_out, h, w) = dims(gl, "conv3x3 gradient")?;
         let (_, c_in, _, _) = wl.shape().dims4()?;
-        let taps = tap_matrices(contiguous_f32(ws, wl, "conv3x3 weight")?, c_out, c_in, true);
+        let flipped = transposed_flipped(contiguous_f32(ws, wl, "conv3x3 weight")?, c_out, c_in);
         let g = contiguous_f32(gs, gl, "conv3x3 gradient")?;
-        Ok((CpuStorage::F32(convolve(g, b, c_out, c_in, h, w, &taps)), Shape::from((b, c_in, h, w))))
+        Ok((CpuStorage::F32(convolve(g, b, c_out, c_in, h, w, &flipped)), Shape::from((b, c_in, h, w))))
     }
 }
 

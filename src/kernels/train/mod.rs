@@ -6,5 +6,7 @@
 
 pub mod batch_norm;
 pub mod conv3x3;
+pub mod dropout;
+pub mod gate;
 pub mod relu;
 pub mod separable;

@@ -285,8 +285,8 @@ mod tests {
         let map = SeparableMap::new(AxisMap::bilinear(6, 11, true, false), AxisMap::bilinear(9, 4, false, false));
         let g = (map.apply(x.as_tensor()).unwrap() * &y).unwrap().sum_all().unwrap().backward().unwrap();
         let ours = g.get(x.as_tensor()).unwrap().clone();
-        let r = map.rows.dense(&Device::Cpu).unwrap();
-        let c = map.cols.dense(&Device::Cpu).unwrap();
+        let r = map.rows.dense(&Device::Cpu).unwrap().to_dtype(candle_core::DType::F32).unwrap();
+        let c = map.cols.dense(&Device::Cpu).unwrap().to_dtype(candle_core::DType::F32).unwrap();
         let dense = r.t().unwrap().broadcast_matmul(&y).unwrap().broadcast_matmul(&c).unwrap();
         let d = (ours - dense).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(d < 1e-5, "{d}");

@@ -11,6 +11,7 @@ use super::store::{Init, ParamBuilder};
 use crate::kernels::is_cpu_f32;
 use crate::kernels::train::batch_norm::BatchNormTrain;
 use crate::kernels::train::conv3x3::Conv3x3;
+use crate::kernels::train::dropout::dropout;
 use crate::rng::Rng;
 
 /// What a forward pass is for: training (batch statistics, dropout) or
@@ -207,13 +208,8 @@ impl Dropout {
             (Some(rng), true) => rng,
             _ => return Ok(x.clone()),
         };
-        if self.p >= 1.0 {
-            return x.zeros_like();
-        }
-        let keep = 1.0 / (1.0 - self.p);
-        let mut rng = rng.lock().map_err(|_| candle_core::Error::Msg("dropout generator lock poisoned".into()))?;
-        let mask: Vec<f32> =
-            (0..x.elem_count()).map(|_| if rng.uniform() < self.p { 0.0 } else { keep as f32 }).collect();
-        x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?)
+        // One draw per call seeds this layer's mask.
+        let seed = rng.lock().map_err(|_| candle_core::Error::Msg("dropout generator lock poisoned".into()))?.next_u64();
+        dropout(x, self.p, seed)
     }
 }

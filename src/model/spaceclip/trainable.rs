@@ -110,7 +110,7 @@ impl StructuralBlock {
 
 /// `skip * (1 + sigmoid(conv1x1(up)))`.
 fn gate(conv: &Conv2d, up: &Tensor, skip: &Tensor) -> Result<Tensor> {
-    skip.mul(&(candle_nn::ops::sigmoid(&conv.forward(up)?)? + 1.0)?)
+    crate::kernels::train::gate::gate(&conv.forward(up)?, skip)
 }
 
 /// Semantic pathway stage.
