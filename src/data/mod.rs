@@ -4,10 +4,13 @@
 //! frozen encoder's features.
 
 pub mod cache;
+pub mod export;
 pub mod file_list;
 pub mod loader;
+pub mod registration;
 pub mod rosbag;
 pub mod sample;
+pub mod synth;
 
 pub use file_list::{read_list, ListEntry, SamplePaths};
 pub use loader::{Loader, SkipLog};

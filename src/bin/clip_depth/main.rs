@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod bench_train;
+mod dataset;
 mod eval;
 mod infer;
 mod inspect;
@@ -35,6 +36,8 @@ enum Command {
     /// Write a random-weight checkpoint of a given architecture (official
     /// names, .safetensors), to exercise the node or a pipeline at full size.
     RandomCheckpoint(bench::RandomCheckpointArgs),
+    /// Make a training dataset from an RGB-D rosbag2 recording or from synthetic scenes.
+    Dataset(dataset::DatasetArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::RandomCheckpoint(args) => bench::write_random_checkpoint(args),
+        Command::Dataset(args) => dataset::run(args),
     };
     match result {
         Ok(code) => code,

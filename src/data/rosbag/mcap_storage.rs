@@ -12,8 +12,13 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use mcap::sans_io::summary_reader::{SummaryReadEvent, SummaryReader};
+use mcap::sans_io::LinearReaderOptions;
 
 use super::{BagError, BagMessage, FileRead, Topic};
+
+/// The largest record (or decompressed chunk) accepted: far above any
+/// camera frame, far below what a corrupt length field can ask for.
+const MAX_RECORD_BYTES: usize = 1 << 30;
 
 fn io(path: &Path, e: std::io::Error) -> BagError {
     BagError::Io { path: path.to_owned(), source: e }
@@ -61,7 +66,11 @@ pub fn read(
     visit: &mut dyn FnMut(BagMessage<'_>) -> ControlFlow<()>,
 ) -> FileRead {
     let mut done = FileRead::default();
-    let reader = mcap::io::MessageReader::new(BufReader::with_capacity(1 << 20, source));
+    // Lengths in a damaged file are garbage: refuse records over the limit
+    // instead of allocating for them, and check chunk CRCs so a damaged
+    // chunk ends the file rather than yielding garbage messages.
+    let options = LinearReaderOptions::default().with_record_length_limit(MAX_RECORD_BYTES).with_validate_chunk_crcs(true);
+    let reader = mcap::io::MessageReader::new_with_options(BufReader::with_capacity(1 << 20, source), options);
     for item in reader {
         let msg = match item {
             Ok(m) => m,

@@ -10,6 +10,7 @@
 //! panic guard so that hostile bytes cannot take the process down.
 
 pub mod cdr;
+pub mod colour;
 pub mod compressed_depth;
 pub mod depth;
 mod mcap_storage;
@@ -18,6 +19,7 @@ pub mod metadata;
 pub mod pairing;
 mod sqlite_storage;
 pub mod tf;
+pub mod to_dataset;
 pub mod warnings;
 pub mod writer;
 
