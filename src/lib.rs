@@ -15,7 +15,7 @@ pub mod rng;
 pub mod train;
 pub mod weights;
 
-pub use device::{tune_cpu_runtime, DeviceSpec, ModelDType};
+pub use device::{retain_freed_memory, tune_cpu_runtime, DeviceSpec, ModelDType};
 pub use error::{Error, Result};
 pub use estimator::{DepthEstimator, DepthMap, ModelFiles, StageTimings};
 pub use image::{ImageView, PixelFormat};

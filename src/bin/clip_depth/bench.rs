@@ -113,6 +113,7 @@ fn peak_rss_mib() -> Option<f64> {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if args.train {
+        clip_depth_ros::retain_freed_memory();
         let (backbone, decoder) = architecture(args.config.as_deref(), args.backbone.clip_config.as_deref(), &args.preset)?;
         anyhow::ensure!(args.batch.len() <= 1, "--train times one batch size");
         let bench = crate::bench_train::TrainBench {

@@ -81,6 +81,7 @@ fn install_interrupt(stop: Arc<AtomicBool>) {
 }
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    clip_depth_ros::retain_freed_memory();
     let (mut cfg, decoder) = TrainConfig::load(&args.config, &args.set)?;
     if let Some(epochs) = args.epochs {
         anyhow::ensure!(epochs > 0, "--epochs must be > 0");

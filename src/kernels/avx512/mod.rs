@@ -6,6 +6,7 @@
 //! elsewhere the model uses GEMM-based paths.
 
 mod linear;
+pub mod wgrad;
 mod winograd;
 
 pub use linear::{Epilogue, PackedLinear};

@@ -10,6 +10,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
+use crate::kernels::avx512::wgrad::{accumulate, WgradImage, MAX_C_OUT};
 use crate::kernels::avx512::{self, winograd_plane, Winograd3x3, WINOGRAD_READ_SLACK};
 use crate::kernels::contiguous_f32;
 use crate::kernels::gemm::{matmul, MatRef};
@@ -133,11 +134,32 @@ fn convolve_taps(x: &[f32], b: usize, c_in: usize, c_out: usize, h: usize, w: us
     out
 }
 
-/// dL/dw (C_out, C_in, 3, 3) from the input `x` and the output gradient `g`.
+/// dL/dw (C_out, C_in, 3, 3) from the input `x` and the output gradient
+/// `g`: the AVX-512 kernel where the CPU has it, else nine GEMMs per image.
 fn weight_grad(x: &[f32], grad: &[f32], b: usize, c_in: usize, c_out: usize, h: usize, w: usize) -> Vec<f32> {
     let g = Plane::new(h, w);
     let per_tap = c_out * c_in;
     let mut taps = vec![0f32; 9 * per_tap];
+    if avx512::available() && c_out <= MAX_C_OUT {
+        let len16 = g.len.div_ceil(16) * 16;
+        let mut padded = Vec::new();
+        let mut spread = vec![0f32; c_out * len16];
+        for i in 0..b {
+            g.pad(&x[i * c_in * h * w..(i + 1) * c_in * h * w], c_in, &mut padded);
+            padded.resize(c_in * g.plane + len16 - g.len + 64, 0.0);
+            let gi = &grad[i * c_out * h * w..(i + 1) * c_out * h * w];
+            for co in 0..c_out {
+                for y in 0..h {
+                    let dst = co * len16 + y * g.wp;
+                    spread[dst..dst + w].copy_from_slice(&gi[(co * h + y) * w..(co * h + y + 1) * w]);
+                }
+            }
+            let offsets = std::array::from_fn(|t| (t / 3) * g.wp + t % 3);
+            let image = WgradImage { g: &spread, x: &padded, c_out, c_in, len16, plane: g.plane, offsets };
+            accumulate(&image, &mut taps);
+        }
+        return taps_to_weights(&taps, c_out, c_in);
+    }
     let (mut padded, mut spread) = (Vec::new(), Vec::new());
     for i in 0..b {
         g.pad(&x[i * c_in * h * w..(i + 1) * c_in * h * w], c_in, &mut padded);
@@ -150,7 +172,12 @@ fn weight_grad(x: &[f32], grad: &[f32], b: usize, c_in: usize, c_out: usize, h: 
             matmul(lhs, rhs, &mut taps[t * per_tap..(t + 1) * per_tap], c_in, i > 0);
         }
     }
-    let mut out = vec![0f32; 9 * per_tap];
+    taps_to_weights(&taps, c_out, c_in)
+}
+
+/// (9, C_out, C_in) per-tap matrices -> PyTorch's (C_out, C_in, 3, 3).
+fn taps_to_weights(taps: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    let mut out = vec![0f32; taps.len()];
     for t in 0..9 {
         for co in 0..c_out {
             for ci in 0..c_in {
@@ -253,6 +280,35 @@ mod tests {
                 let diff = (a - c).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
                 assert!(diff < 1e-3, "gradient {diff} for {:?}", v.shape());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use candle_core::Device;
+
+    /// Per-kernel timing at the decoder's shapes (batch 8); not a test.
+    #[test]
+    #[ignore]
+    fn time_conv3x3_kernels() {
+        let dev = Device::Cpu;
+        for (ci, co, hw) in [(64, 32, 224), (32, 32, 224), (128, 64, 112), (64, 64, 112), (384, 128, 56), (768, 256, 28), (256, 256, 28)] {
+            let x = Tensor::randn(0f32, 1.0, (8, ci, hw, hw), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (co, ci, 3, 3), &dev).unwrap();
+            let g = Tensor::randn(0f32, 1.0, (8, co, hw, hw), &dev).unwrap();
+            let t = std::time::Instant::now();
+            let _ = x.apply_op2_no_bwd(&w, &Conv3x3).unwrap();
+            let f = t.elapsed().as_secs_f64() * 1e3;
+            let t = std::time::Instant::now();
+            let _ = g.apply_op2_no_bwd(&w, &Conv3x3InputGrad).unwrap();
+            let i = t.elapsed().as_secs_f64() * 1e3;
+            let t = std::time::Instant::now();
+            let _ = x.apply_op2_no_bwd(&g, &Conv3x3WeightGrad).unwrap();
+            let wg = t.elapsed().as_secs_f64() * 1e3;
+            let gflop = 2.0 * (ci * co * 9 * hw * hw * 8) as f64 / 1e9;
+            eprintln!("{ci:>4}->{co:<4} {hw:>3}^2: forward {f:7.1} ms, input grad {i:7.1} ms, weight grad {wg:7.1} ms ({gflop:.1} GFLOP each; weight grad {:.0} GFLOP/s)", gflop / wg * 1e3);
         }
     }
 }
