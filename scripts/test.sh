@@ -33,6 +33,9 @@ CLIP_DEPTH_NO_AVX512=1 cargo test "${FEATURES[@]}" --lib --test parity --test dt
 echo "== cargo build (no ROS): the library and CLI build without ROS"
 cargo build --no-default-features --bin clip_depth
 
+echo "== rosbag fixtures as the pinned rosbags writes them; bags clip_depth writes, read back by rosbags"
+python tests/reference/make_bags.py --self-test target/debug/clip_depth
+
 if [ "${CLIP_DEPTH_SKIP_CUDA:-0}" = 1 ]; then
   echo "== CUDA build skipped (CLIP_DEPTH_SKIP_CUDA=1)"
 else

@@ -19,7 +19,8 @@ quantisation); registered and unregistered depth; with and without
 milliseconds, a depth frame too far off, a truncated message.
 
     python tests/reference/make_bags.py [--out tests/fixtures/bags]
-    python tests/reference/make_bags.py --check-bag BAG   # read a bag clip_depth wrote
+    python tests/reference/make_bags.py --check-bag BAG   # what a bag holds, read by rosbags
+    python tests/reference/make_bags.py --self-test target/debug/clip_depth   # CI
 
 Needs ``rosbags`` (pinned in scripts/ros-requirements.txt), numpy, Pillow.
 Deterministic: re-running writes the same pixels and stamps.
@@ -409,8 +410,8 @@ def write_all(out: Path):
     case_sqlite_message_zstd_32f(out)
 
 
-def check_bag(path: Path):
-    """Reads a bag clip_depth wrote with rosbags and prints what it holds."""
+def bag_contents(path: Path):
+    """Topic counts, image sizes and frames of a bag, read by rosbags."""
     from rosbags.highlevel import AnyReader
 
     counts, sizes, frames = {}, {}, {}
@@ -422,18 +423,69 @@ def check_bag(path: Path):
                 assert len(msg.data) == msg.step * msg.height, conn.topic
                 sizes[conn.topic] = [int(msg.width), int(msg.height), msg.encoding]
                 frames[conn.topic] = msg.header.frame_id
+            if conn.msgtype == INFO:
+                sizes[conn.topic] = [int(msg.width), int(msg.height)]
             if conn.msgtype == TF:
                 frames[conn.topic] = sorted(t.child_frame_id for t in msg.transforms)
-    print(json.dumps({'counts': counts, 'sizes': sizes, 'frames': frames}, sort_keys=True))
+    return {'counts': counts, 'sizes': sizes, 'frames': frames}
+
+
+def check_bag(path: Path):
+    print(json.dumps(bag_contents(path), sort_keys=True))
+
+
+def self_test(clip_depth: Path):
+    """CI: (1) the committed fixtures are exactly what this script writes
+    with the pinned rosbags; (2) bags written by ``clip_depth dataset synth
+    --bag`` are read by rosbags with every message intact."""
+    import filecmp
+    import subprocess
+    import tempfile
+
+    committed = Path(__file__).resolve().parents[1] / 'fixtures' / 'bags'
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / 'bags'
+        write_all(fresh)
+        names = sorted(p.relative_to(fresh) for p in fresh.rglob('*') if p.is_file())
+        have = sorted(p.relative_to(committed) for p in committed.rglob('*') if p.is_file())
+        assert names == have, f'fixture files differ: {sorted(set(names) ^ set(have))}'
+        stale = [str(n) for n in names if not filecmp.cmp(fresh / n, committed / n, shallow=False)]
+        assert not stale, f'committed fixtures differ from what make_bags.py writes now: {stale} (re-run it)'
+        print(f'{len(names)} fixture files match what rosbags writes')
+        for unregistered in (False, True):
+            out, bag = Path(tmp) / f'synth_{unregistered}', Path(tmp) / f'bag_{unregistered}'
+            cmd = [str(clip_depth), 'dataset', 'synth', '--out', str(out), '--count', '3', '--size', '40x30', '--bag', str(bag)]
+            subprocess.run(cmd + (['--unregistered'] if unregistered else []), check=True, capture_output=True)
+            got = bag_contents(bag)
+            want_depth = [32, 24, '16UC1'] if unregistered else [40, 30, '16UC1']
+            depth_frame = 'camera_depth_optical_frame' if unregistered else 'camera_color_optical_frame'
+            assert got['counts'] == {'/tf_static': 1, '/camera/color/image_raw': 3, '/camera/color/camera_info': 3,
+                                     '/camera/depth/image_raw': 3, '/camera/depth/camera_info': 3}, got
+            assert got['sizes']['/camera/color/image_raw'] == [40, 30, 'rgb8'], got
+            assert got['sizes']['/camera/depth/image_raw'] == want_depth, got
+            assert got['sizes']['/camera/depth/camera_info'] == want_depth[:2], got
+            assert got['frames']['/camera/depth/image_raw'] == depth_frame, got
+            assert got['frames']['/tf_static'] == ['camera_color_optical_frame', 'camera_depth_optical_frame'], got
+            # The dataset's colour frames are the bag's.
+            with __import__('rosbags.highlevel', fromlist=['AnyReader']).AnyReader([bag], default_typestore=TS) as r:
+                conns = [c for c in r.connections if c.topic == '/camera/color/image_raw']
+                for k, (conn, _, raw) in enumerate(r.messages(connections=conns)):
+                    msg = r.deserialize(raw, conn.msgtype)
+                    rgb = np.asarray(PILImage.open(out / 'rgb' / f'{k:06}.png').convert('RGB'))
+                    assert np.array_equal(np.asarray(msg.data).reshape(30, 40, 3), rgb), k
+            print(f'clip_depth synth bag ({"unregistered" if unregistered else "registered"}) read back by rosbags: {got["counts"]}')
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', type=Path, default=Path(__file__).resolve().parents[1] / 'fixtures' / 'bags')
-    ap.add_argument('--check-bag', type=Path)
+    ap.add_argument('--check-bag', type=Path, help='print what a bag holds, read with rosbags')
+    ap.add_argument('--self-test', type=Path, metavar='CLIP_DEPTH', help='check the committed fixtures and bags the given clip_depth binary writes')
     args = ap.parse_args()
     if args.check_bag:
         check_bag(args.check_bag)
+    elif args.self_test:
+        self_test(args.self_test)
     else:
         write_all(args.out)
 
