@@ -373,7 +373,10 @@ fn a_tap_beyond_the_backbone_names_the_key() {
 fn an_unknown_backbone_name_without_clip_config_lists_the_presets() {
     let dir = tempfile::tempdir().unwrap();
     let config = yaml_with(dir.path(), "clip_model_name: \"tiny-random-clip\"", "clip_model_name: \"my-own/clip-vit-huge\"");
-    let files = ModelFiles { config: config.clone(), clip_config: None, ..tiny_clip_files("checkpoint.safetensors") };
+    // A checkpoint with no clip_config.json beside it (the fixture folder has one).
+    let checkpoint = dir.path().join("checkpoint.safetensors");
+    std::fs::copy(tiny_clip().join("checkpoint.safetensors"), &checkpoint).unwrap();
+    let files = ModelFiles { config: config.clone(), checkpoint, clip_weights: None, clip_config: None };
     let err = load_error(&files);
     assert!(err.contains("my-own/clip-vit-huge"), "{err}");
     for preset in clip_depth_ros::model::BackboneConfig::PRESETS {

@@ -93,12 +93,13 @@ mod tests {
         let gt = [1.0f32, 2.0, 4.0, 0.0, f32::NAN];
         let m = compute_errors(&gt, &gt);
         assert_eq!((m.a1, m.abs_rel, m.rmse, m.silog), (1.0, 0.0, 0.0, 0.0));
-        // Every prediction twice the truth: thresh 2, abs_rel 1, log10 error log10(2).
-        let pred: Vec<f32> = gt.iter().map(|g| g * 2.0).collect();
+        // Every prediction 1.5 times the truth: thresh 1.5 (between 1.25
+        // and 1.25^2), abs_rel 0.5, log10 error log10(1.5).
+        let pred: Vec<f32> = gt.iter().map(|g| g * 1.5).collect();
         let m = compute_errors(&gt, &pred);
-        assert_eq!((m.a1, m.a2, m.a3), (0.0, 0.0, 1.0));
-        assert!((m.abs_rel - 1.0).abs() < 1e-12);
-        assert!((m.log_10 - 2f64.log10()).abs() < 1e-12);
+        assert_eq!((m.a1, m.a2, m.a3), (0.0, 1.0, 1.0));
+        assert!((m.abs_rel - 0.5).abs() < 1e-12);
+        assert!((m.log_10 - 1.5f64.log10()).abs() < 1e-12);
         assert!(m.silog.abs() < 1e-6, "a constant factor has no scale-invariant error: {}", m.silog);
         assert!(compute_errors(&[0.0], &[1.0]).abs_rel.is_nan());
     }

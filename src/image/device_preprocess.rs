@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::model::BackboneConfig;
 use crate::error::{Error, Result};
 use crate::image::{ImageView, PixelFormat};
-use crate::image::pil_resize::{tap_matrix_transposed, PRECISION_BITS};
+use crate::image::pil_resize::{tap_matrix_transposed, vertical_pass_first, PRECISION_BITS};
 
 #[derive(Debug)]
 pub struct DevicePreprocessor {
@@ -114,16 +114,22 @@ impl DevicePreprocessor {
         // (H, W, C) -> (C, H, W): one plane per channel, rows as matrix rows.
         let mut x = frame.reshape((h, w, c))?.permute((2, 0, 1))?.contiguous()?;
         let (horizontal, vertical) = self.tap_matrices(w, h, device)?;
-        if let Some(m) = horizontal {
-            x = m.apply(&x.reshape((c * h, w))?)?.reshape((c, h, s))?;
-        }
-        // Columns as matrix rows for the vertical pass, and back.
-        let cols = x.dim(2)?;
-        x = x.transpose(1, 2)?.contiguous()?;
-        if let Some(m) = vertical {
-            x = m.apply(&x.reshape((c * cols, h))?)?.reshape((c, cols, s))?;
-        }
-        let x = x.transpose(1, 2)?.contiguous()?; // (C, S, S)
+        // (C, R, N) -> (C, R, S): each row resampled.
+        let rows = |x: Tensor, m: &Option<PassMatrices>| -> Result<Tensor> {
+            let Some(m) = m else { return Ok(x) };
+            let (c, r, n) = x.dims3()?;
+            Ok(m.apply(&x.reshape((c * r, n))?)?.reshape((c, r, s))?)
+        };
+        // The same along columns: as matrix rows, and back.
+        let columns = |x: Tensor, m: &Option<PassMatrices>| -> Result<Tensor> {
+            Ok(rows(x.transpose(1, 2)?.contiguous()?, m)?.transpose(1, 2)?.contiguous()?)
+        };
+        // Pillow's pass order (the 8-bit rounding between passes depends on it).
+        x = if vertical_pass_first(w, h, s, s) {
+            rows(columns(x, &vertical)?, &horizontal)?
+        } else {
+            columns(rows(x, &horizontal)?, &vertical)?
+        }; // (C, S, S)
         let channel = |i: usize| x.narrow(0, i, 1);
         let rgb = match image.format() {
             PixelFormat::Rgb8 | PixelFormat::Rgba8 => x.narrow(0, 0, 3)?,

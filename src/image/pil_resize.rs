@@ -6,8 +6,9 @@
 //!
 //! The method: for each output sample, a cubic kernel (a = -0.5) stretched
 //! by the shrink factor (that is the antialiasing), its taps normalised to
-//! sum to one, then turned into 22-bit fixed point; rows first, then
-//! columns, each pass rounded and clipped to 8 bits.
+//! sum to one, then turned into 22-bit fixed point; two passes, each
+//! rounded and clipped to 8 bits, in Pillow's order (see
+//! [`vertical_pass_first`]).
 
 use crate::image::ImageView;
 
@@ -120,37 +121,60 @@ fn horizontal_row<const C: usize>(row: &[u8], taps: &Taps, out_row: &mut [u8]) {
     }
 }
 
+/// Whether Pillow resamples along columns before rows: since Pillow 13 it
+/// does when the vertical pass removes more than twice as many rows as the
+/// horizontal pass removes columns (before, rows always came first). The
+/// order changes the 8-bit rounding between the passes, so a port must
+/// follow it; portrait frames squashed to a square (e.g. 720x1280 to
+/// 224x224) take the vertical-first order.
+pub fn vertical_pass_first(in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> bool {
+    let (dw, dh) = (in_w as i64 - out_w as i64, in_h as i64 - out_h as i64);
+    dh > 0 && dh > 2 * dw
+}
+
 /// Resizes to `out_w` x `out_h`, keeping the pixel layout; the result is
 /// packed (no row padding).
 pub fn resize_bicubic(src: &ImageView<'_>, out_w: usize, out_h: usize) -> Vec<u8> {
     let ch = src.format().channels();
     let (in_w, in_h) = (src.width(), src.height());
-
-    // Horizontal pass, straight from the (possibly padded) source rows.
-    let horizontal: Vec<u8>;
-    let rows: Vec<&[u8]> = if out_w != in_w {
-        let taps = Taps::new(in_w, out_w);
-        let mut buf = vec![0u8; out_w * ch * in_h];
-        for (y, out_row) in buf.chunks_exact_mut(out_w * ch).enumerate() {
-            let row = src.row(y);
-            match ch {
-                1 => horizontal_row::<1>(row, &taps, out_row),
-                3 => horizontal_row::<3>(row, &taps, out_row),
-                _ => horizontal_row::<4>(row, &taps, out_row),
-            }
-        }
-        horizontal = buf;
-        horizontal.chunks_exact(out_w * ch).collect()
+    // Straight from the (possibly padded) source rows.
+    let source: Vec<&[u8]> = (0..in_h).map(|y| src.row(y)).collect();
+    if vertical_pass_first(in_w, in_h, out_w, out_h) {
+        let tall = vertical_pass(&source, out_h);
+        let rows: Vec<&[u8]> = tall.chunks_exact(in_w * ch).collect();
+        horizontal_pass(&rows, ch, out_w)
     } else {
-        (0..in_h).map(|y| src.row(y)).collect()
-    };
+        let wide = horizontal_pass(&source, ch, out_w);
+        let rows: Vec<&[u8]> = wide.chunks_exact(out_w * ch).collect();
+        vertical_pass(&rows, out_h)
+    }
+}
 
-    // Vertical pass: whole rows at a time (vectorises).
-    let row_len = out_w * ch;
-    if out_h == in_h {
+/// Each row resampled to `out_w` pixels of `ch` bytes; packed.
+fn horizontal_pass(rows: &[&[u8]], ch: usize, out_w: usize) -> Vec<u8> {
+    let in_w = rows.first().map_or(0, |r| r.len() / ch);
+    if out_w == in_w {
         return rows.concat();
     }
-    let taps = Taps::new(in_h, out_h);
+    let taps = Taps::new(in_w, out_w);
+    let mut out = vec![0u8; out_w * ch * rows.len()];
+    for (row, out_row) in rows.iter().zip(out.chunks_exact_mut(out_w * ch)) {
+        match ch {
+            1 => horizontal_row::<1>(row, &taps, out_row),
+            3 => horizontal_row::<3>(row, &taps, out_row),
+            _ => horizontal_row::<4>(row, &taps, out_row),
+        }
+    }
+    out
+}
+
+/// The rows resampled to `out_h` rows: whole rows at a time (vectorises).
+fn vertical_pass(rows: &[&[u8]], out_h: usize) -> Vec<u8> {
+    if out_h == rows.len() {
+        return rows.concat();
+    }
+    let row_len = rows.first().map_or(0, |r| r.len());
+    let taps = Taps::new(rows.len(), out_h);
     let mut out = vec![0u8; row_len * out_h];
     let mut acc = vec![0i32; row_len];
     for (yo, out_row) in out.chunks_exact_mut(row_len).enumerate() {
@@ -200,6 +224,15 @@ mod tests {
         let view = ImageView::new(&data, 7, 3, 9, PixelFormat::Mono8).unwrap();
         assert!(resize_bicubic(&view, 3, 2).iter().all(|&v| v == 77));
         assert!(resize_bicubic(&view, 11, 5).iter().all(|&v| v == 77));
+    }
+
+    #[test]
+    fn pass_order_follows_pillow_13() {
+        assert!(!vertical_pass_first(640, 480, 224, 224), "landscape: rows first");
+        assert!(!vertical_pass_first(360, 480, 224, 224), "256 rows vs 136 columns: rows first");
+        assert!(vertical_pass_first(333, 517, 224, 224), "293 rows vs 109 columns");
+        assert!(vertical_pass_first(720, 1280, 224, 224));
+        assert!(vertical_pass_first(224, 500, 224, 224) && !vertical_pass_first(96, 160, 224, 224));
     }
 
     #[test]
