@@ -8,5 +8,6 @@ pub mod batch_norm;
 pub mod conv3x3;
 pub mod dropout;
 pub mod gate;
+pub mod pointwise;
 pub mod relu;
 pub mod separable;

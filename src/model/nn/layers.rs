@@ -12,6 +12,7 @@ use crate::kernels::is_cpu_f32;
 use crate::kernels::train::batch_norm::BatchNormTrain;
 use crate::kernels::train::conv3x3::Conv3x3;
 use crate::kernels::train::dropout::dropout;
+use crate::kernels::train::pointwise::{Kind, Pointwise};
 use crate::rng::Rng;
 
 /// What a forward pass is for: training (batch statistics, dropout) or
@@ -72,6 +73,9 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let (c_out, _, _, _) = self.weight.dims4()?;
+        if let (1, Some(bias), true) = (self.kernel, &self.bias, is_cpu_f32(x)) {
+            return x.contiguous()?.apply_op3(self.weight.as_tensor(), bias.as_tensor(), Pointwise(Kind::Conv1x1));
+        }
         let y = if self.kernel == 1 {
             // A 1x1 conv is one matrix product over the channels.
             let wm = self.weight.reshape((c_out, c))?;
@@ -105,6 +109,9 @@ impl ConvTranspose2x2 {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if is_cpu_f32(x) {
+            return x.contiguous()?.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), Pointwise(Kind::Up2x2));
+        }
         let (b, c_in, h, w) = x.dims4()?;
         let (_, c_out, _, _) = self.weight.dims4()?;
         let wm = self.weight.reshape((c_in, c_out * 4))?;
