@@ -27,11 +27,18 @@ pub struct BatchStats {
 pub struct BatchNormTrain {
     pub eps: f64,
     pub stats: Arc<Mutex<Option<BatchStats>>>,
+    /// Followed by a ReLU, in the same pass (and the same backward).
+    pub relu: bool,
 }
 
 impl BatchNormTrain {
     pub fn new(eps: f64) -> Self {
-        Self { eps, stats: Arc::new(Mutex::new(None)) }
+        Self { eps, stats: Arc::new(Mutex::new(None)), relu: false }
+    }
+
+    pub fn with_relu(mut self, relu: bool) -> Self {
+        self.relu = relu;
+        self
     }
 
     fn last_stats(&self) -> Result<BatchStats> {
@@ -97,8 +104,14 @@ impl CustomOp3 for BatchNormTrain {
                 let start = (i * c + ch) * hw;
                 // SAFETY: each (image, channel) plane is written by one task.
                 let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(start), hw) };
-                for (o, &v) in o.iter_mut().zip(plane(i, ch)) {
-                    *o = v * alpha + beta;
+                if self.relu {
+                    for (o, &v) in o.iter_mut().zip(plane(i, ch)) {
+                        *o = (v * alpha + beta).max(0.0);
+                    }
+                } else {
+                    for (o, &v) in o.iter_mut().zip(plane(i, ch)) {
+                        *o = v * alpha + beta;
+                    }
                 }
             }
         });
@@ -111,10 +124,13 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         weight: &Tensor,
         _bias: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let c = weight.dim(0)?;
+        // Through the ReLU first: no gradient where the output is 0.
+        let grad = if self.relu { crate::kernels::train::relu::relu_grad(grad, res)? } else { grad.clone() };
+        let grad = &grad;
         let back = BatchNormBackward {
             stats: self.last_stats()?,
             weight: weight.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?,
@@ -227,6 +243,18 @@ mod tests {
             let (a, c) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
             let d = (a - c).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(d < 1e-4, "gradient {d} for {:?}", v.shape());
+        }
+        // Fused with the ReLU that follows.
+        let ours = x.as_tensor().apply_op3(w.as_tensor(), b.as_tensor(), BatchNormTrain::new(1e-5).with_relu(true)).unwrap();
+        let theirs = crate::kernels::train::relu::relu(&reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5)).unwrap();
+        let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-5, "forward with ReLU {d}");
+        let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &w, &b] {
+            let (a, c) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+            let d = (a - c).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(d < 1e-4, "gradient with ReLU {d} for {:?}", v.shape());
         }
     }
 }

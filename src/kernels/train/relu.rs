@@ -15,6 +15,11 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `grad` where `output > 0`, else 0 (the backward of a ReLU).
+pub fn relu_grad(grad: &Tensor, output: &Tensor) -> Result<Tensor> {
+    grad.contiguous()?.apply_op2_no_bwd(&output.contiguous()?, &ReluGrad)
+}
+
 struct Relu;
 
 impl CustomOp1 for Relu {
@@ -29,7 +34,7 @@ impl CustomOp1 for Relu {
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &ReluGrad)?))
+        Ok(Some(relu_grad(grad, res)?))
     }
 }
 

@@ -151,6 +151,24 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        self.forward_act(x, ctx, false)
+    }
+
+    /// `relu(bn(x))`, in one pass on the CPU.
+    pub fn forward_relu(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        self.forward_act(x, ctx, true)
+    }
+
+    fn forward_act(&self, x: &Tensor, ctx: &Ctx, relu: bool) -> Result<Tensor> {
+        let y = self.normalise(x, ctx, relu)?;
+        // The fused kernel applied the ReLU already.
+        if relu && !(ctx.train && is_cpu_f32(x)) {
+            return crate::kernels::train::relu::relu(&y);
+        }
+        Ok(y)
+    }
+
+    fn normalise(&self, x: &Tensor, ctx: &Ctx, relu: bool) -> Result<Tensor> {
         let c = self.channels;
         let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
         if !ctx.train {
@@ -166,7 +184,7 @@ impl BatchNorm2d {
             candle_core::bail!("batch norm in training needs more than one value per channel, got input {:?}", x.shape());
         }
         let (y, mean, var) = if is_cpu_f32(x) {
-            let op = BatchNormTrain::new(BN_EPS);
+            let op = BatchNormTrain::new(BN_EPS).with_relu(relu);
             let y = x.contiguous()?.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op.clone())?;
             let stats = op.stats.lock().map_err(|_| candle_core::Error::Msg("batch norm statistics lock poisoned".into()))?;
             let stats = stats.as_ref().ok_or_else(|| candle_core::Error::Msg("batch norm ran without statistics".into()))?;

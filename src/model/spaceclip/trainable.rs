@@ -35,7 +35,7 @@ impl ConvBnRelu {
     }
 
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        relu(&self.bn.forward(&self.conv.forward(x)?, ctx)?)
+        self.bn.forward_relu(&self.conv.forward(x)?, ctx)
     }
 }
 
