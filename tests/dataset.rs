@@ -193,26 +193,20 @@ fn training_on_synthetic_rooms_halves_the_held_out_abs_rel() {
     let config = data.join("config.yaml");
     // A short run for the small model: whole images, a higher learning
     // rate, one validation at the end; 24 batches an epoch, 7 epochs.
-    let set: Vec<String> = [
-        "batch_size=2",
-        "epochs=7",
-        "learning_rate=0.003",
-        "validate_epochs=7",
-        "use_ema=false",
-        "input_height=48",
-        "input_width=64",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let set: Vec<String> =
+        ["batch_size=2", "epochs=7", "learning_rate=0.003", "validate_epochs=7", "use_ema=false", "input_height=48", "input_width=64"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let seed = 3;
     let init = tmp.path().join("init.safetensors");
     write_initial_decoder(&config, &set, seed, &init);
     let run = tmp.path().join("run");
-    let mut args: Vec<String> = ["train", "--config", config.to_str().unwrap(), "--output-dir", run.to_str().unwrap(), "--clip-weights", CLIP_WEIGHTS]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> =
+        ["train", "--config", config.to_str().unwrap(), "--output-dir", run.to_str().unwrap(), "--clip-weights", CLIP_WEIGHTS]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     args.extend(["--seed".into(), seed.to_string()]);
     for s in &set {
         args.extend(["--set".into(), s.clone()]);

@@ -114,7 +114,8 @@ fn each_bag_becomes_the_dataset_the_reference_computed() {
             assert_eq!(sample["stamp_ns"], pair["stamp_ns"], "{case}: samples in time order");
             assert_eq!(sample["registration"], expected["registration"], "{case}");
             let name = sample["name"].as_str().unwrap();
-            let line = lists.lines().find(|l| l.starts_with(&format!("/rgb/{name}.png "))).unwrap_or_else(|| panic!("{case}: {name} in no list"));
+            let line =
+                lists.lines().find(|l| l.starts_with(&format!("/rgb/{name}.png "))).unwrap_or_else(|| panic!("{case}: {name} in no list"));
             let focal: f64 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
             assert_eq!(focal, pair["focal"].as_f64().unwrap(), "{case} {name}");
 
@@ -210,7 +211,9 @@ fn damaged(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 fn damaged_bags_cost_warnings_or_one_line_never_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let mut partial = 0;
-    for (case, file) in [("mcap_registered_raw", "bag.mcap"), ("sqlite_compressed_registered", "bag.db3"), ("mcap_unregistered_tf", "bag.mcap")] {
+    for (case, file) in
+        [("mcap_registered_raw", "bag.mcap"), ("sqlite_compressed_registered", "bag.db3"), ("mcap_unregistered_tf", "bag.mcap")]
+    {
         let good = std::fs::read(bags().join(case).join("bag").join(file)).unwrap();
         for (i, (how, bytes)) in damaged(&good).into_iter().enumerate() {
             let dir = copy_bag(case, &tmp.path().join(format!("{case}_{i}")));
@@ -289,7 +292,12 @@ fn a_bag_dataset_is_accepted_by_train() {
     let tmp = tempfile::tempdir().unwrap();
     let case = "mcap_unregistered_tf";
     let out = tmp.path().join("ds");
-    let o = from_bag(case, &bags().join(case).join("bag"), &["--model-config", "tests/fixtures/tiny_clip/config.yaml", "--set", "batch_size=2"], &out);
+    let o = from_bag(
+        case,
+        &bags().join(case).join("bag"),
+        &["--model-config", "tests/fixtures/tiny_clip/config.yaml", "--set", "batch_size=2"],
+        &out,
+    );
     assert!(o.status.success(), "{}", text(&o));
     let run = tmp.path().join("run");
     let o = clip_depth(&[

@@ -42,10 +42,7 @@ impl DatasetWriter {
         if root.exists() {
             let mut entries = std::fs::read_dir(root).map_err(|e| werr(root, e))?;
             if entries.next().is_some() {
-                return Err(ExportError::Invalid(format!(
-                    "{} exists and is not empty: choose a new --out (or remove it)",
-                    root.display()
-                )));
+                return Err(ExportError::Invalid(format!("{} exists and is not empty: choose a new --out (or remove it)", root.display())));
             }
         }
         for sub in ["rgb", "depth"] {
@@ -260,8 +257,8 @@ aux_loss_weights: [0.10, 0.05, 0.00]
 
 fn model_section(from: &Path) -> Result<String, ExportError> {
     let text = std::fs::read_to_string(from).map_err(|e| ExportError::Invalid(format!("cannot read {}: {e}", from.display())))?;
-    let value: serde_norway::Value = serde_norway::from_str(&text)
-        .map_err(|e| ExportError::Invalid(format!("{} is not valid YAML: {e}", from.display())))?;
+    let value: serde_norway::Value =
+        serde_norway::from_str(&text).map_err(|e| ExportError::Invalid(format!("{} is not valid YAML: {e}", from.display())))?;
     let source = match value.get("model") {
         Some(inner) if inner.is_mapping() && inner.get("decoder_channels").is_some() => inner.clone(),
         _ => value,

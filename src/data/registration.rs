@@ -82,7 +82,11 @@ mod tests {
     use crate::data::rosbag::depth::DepthPixels;
 
     fn cam(f: f64, w: usize, h: usize) -> Camera {
-        Camera { intrinsics: PinholeIntrinsics { fx: f, fy: f, cx: (w as f64 - 1.0) / 2.0, cy: (h as f64 - 1.0) / 2.0 }, width: w, height: h }
+        Camera {
+            intrinsics: PinholeIntrinsics { fx: f, fy: f, cx: (w as f64 - 1.0) / 2.0, cy: (h as f64 - 1.0) / 2.0 },
+            width: w,
+            height: h,
+        }
     }
 
     #[test]

@@ -127,8 +127,7 @@ mod tests {
 
     #[test]
     fn bad_payloads_are_errors() {
-        let (format, data) =
-            encode(&DepthImage { width: 4, height: 4, pixels: DepthPixels::Millimetres(vec![700; 16]) }).unwrap();
+        let (format, data) = encode(&DepthImage { width: 4, height: 4, pixels: DepthPixels::Millimetres(vec![700; 16]) }).unwrap();
         for cut in [0, 5, 12, 20, data.len() / 2] {
             assert!(decode(&format, &data[..cut]).is_err(), "{cut}");
         }

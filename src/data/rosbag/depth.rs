@@ -62,9 +62,7 @@ pub fn from_image(msg: &Image<'_>) -> Result<DepthImage, BagError> {
     let bpp = match msg.encoding.as_str() {
         "16UC1" | "mono16" => 2,
         "32FC1" => 4,
-        other => {
-            return Err(BagError::Decode(format!("depth encoding {other:?} is not supported (16UC1, mono16 or 32FC1)")))
-        }
+        other => return Err(BagError::Decode(format!("depth encoding {other:?} is not supported (16UC1, mono16 or 32FC1)"))),
     };
     let (w, h, step) = (msg.width as usize, msg.height as usize, msg.step as usize);
     if w == 0 || h == 0 {
@@ -81,8 +79,7 @@ pub fn from_image(msg: &Image<'_>) -> Result<DepthImage, BagError> {
     let rows = (0..h).flat_map(|y| msg.data[y * step..y * step + row].chunks_exact(bpp));
     let pixels = if bpp == 2 {
         DepthPixels::Millimetres(
-            rows.map(|b| if msg.is_bigendian { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) })
-                .collect(),
+            rows.map(|b| if msg.is_bigendian { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) }).collect(),
         )
     } else {
         DepthPixels::Metres(
@@ -103,10 +100,7 @@ pub fn from_image(msg: &Image<'_>) -> Result<DepthImage, BagError> {
 /// Decodes a `compressedDepth` `sensor_msgs/CompressedImage`.
 pub fn from_compressed(msg: &CompressedImage<'_>) -> Result<DepthImage, BagError> {
     if !compressed_depth::is_compressed_depth(&msg.format) {
-        return Err(BagError::Decode(format!(
-            "depth format {:?} is not compressedDepth (a colour codec cannot carry depth)",
-            msg.format
-        )));
+        return Err(BagError::Decode(format!("depth format {:?} is not compressedDepth (a colour codec cannot carry depth)", msg.format)));
     }
     compressed_depth::decode(&msg.format, msg.data)
 }
@@ -126,15 +120,8 @@ mod tests {
         for v in [0.0f32, 2.25] {
             data.extend(v.to_be_bytes());
         }
-        let msg = Image {
-            header: Header::default(),
-            height: 2,
-            width: 2,
-            encoding: "32FC1".into(),
-            is_bigendian: true,
-            step: 12,
-            data: &data,
-        };
+        let msg =
+            Image { header: Header::default(), height: 2, width: 2, encoding: "32FC1".into(), is_bigendian: true, step: 12, data: &data };
         let d = from_image(&msg).unwrap();
         assert_eq!(d.to_millimetres(), vec![1500, 0, 0, 2250]);
         assert_eq!(d.metres_at(3), Some(2.25));

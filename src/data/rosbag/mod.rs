@@ -349,7 +349,10 @@ impl Bag {
                         warnings.warn("damaged bag file", format!("{name}: {} unreadable records skipped", done.bad_records));
                     }
                     if let Some(e) = done.error {
-                        warnings.warn("damaged bag file", format!("{name} ends early after {} messages (truncated or damaged): {e}", done.messages));
+                        warnings.warn(
+                            "damaged bag file",
+                            format!("{name} ends early after {} messages (truncated or damaged): {e}", done.messages),
+                        );
                     }
                 }
                 Ok(Err(e)) => {
@@ -357,7 +360,10 @@ impl Bag {
                     last_error = Some(e);
                 }
                 Err(p) => {
-                    let e = BagError::Storage { path: f.path.clone(), message: format!("the reader failed on damaged data ({})", panic_text(p)) };
+                    let e = BagError::Storage {
+                        path: f.path.clone(),
+                        message: format!("the reader failed on damaged data ({})", panic_text(p)),
+                    };
                     warnings.warn("damaged bag file", format!("{e}"));
                     last_error = Some(e);
                 }

@@ -16,9 +16,14 @@ pub struct Stamped<T> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Paired<T> {
-    Pair { rgb: Stamped<T>, depth: Stamped<T> },
+    Pair {
+        rgb: Stamped<T>,
+        depth: Stamped<T>,
+    },
     /// No depth frame within the offset.
-    NoDepth { rgb: Stamped<T> },
+    NoDepth {
+        rgb: Stamped<T>,
+    },
 }
 
 pub struct Pairer<T> {

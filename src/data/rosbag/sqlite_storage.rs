@@ -78,9 +78,7 @@ pub fn read(
                 break;
             }
         };
-        let fields = (|| -> rusqlite::Result<(i64, i64, &[u8])> {
-            Ok((row.get(0)?, row.get(1)?, row.get_ref(2)?.as_blob()?))
-        })();
+        let fields = (|| -> rusqlite::Result<(i64, i64, &[u8])> { Ok((row.get(0)?, row.get(1)?, row.get_ref(2)?.as_blob()?)) })();
         let (topic_id, log_time, data) = match fields {
             Ok(f) => f,
             Err(_) => {
@@ -90,13 +88,7 @@ pub fn read(
         };
         done.messages += 1;
         let Some(t) = topics.iter().find(|t| t.id == topic_id) else { continue };
-        let m = BagMessage {
-            topic: &t.topic.name,
-            type_name: &t.topic.type_name,
-            encoding: &t.topic.serialization_format,
-            log_time,
-            data,
-        };
+        let m = BagMessage { topic: &t.topic.name, type_name: &t.topic.type_name, encoding: &t.topic.serialization_format, log_time, data };
         if visit(m).is_break() {
             done.stopped = true;
             break;

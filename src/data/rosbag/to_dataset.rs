@@ -232,9 +232,7 @@ fn process(job: &Job, cx: &Context<'_>) -> Outcome {
             format!("{:.0} % of the colour pixels have depth (--min-valid {:.0} %)", hist.coverage() * 100.0, min_valid * 100.0),
         ));
     }
-    writer
-        .write_sample(&job.name, &rgb.data, &depth_mm, rgb.width, rgb.height)
-        .map_err(|e| ("cannot write".to_string(), e.to_string()))?;
+    writer.write_sample(&job.name, &rgb.data, &depth_mm, rgb.width, rgb.height).map_err(|e| ("cannot write".to_string(), e.to_string()))?;
     all.lock().unwrap_or_else(|e| e.into_inner()).merge(&hist);
     let camera = rgb_cam.map(|c| {
         let i = c.intrinsics;
@@ -290,12 +288,19 @@ pub fn from_bag(opts: &FromBagOptions, warnings: &Warnings) -> Result<FromBagRep
     };
     for (what, topic) in [("--rgb-topic", &opts.rgb_topic), ("--depth-topic", &opts.depth_topic)] {
         if known && bag.topic(topic).is_none() {
-            return Err(FromBagError::Topic(format!("{what} {topic} is not in {}; its image topics: {}", opts.bag.display(), topic_list())));
+            return Err(FromBagError::Topic(format!(
+                "{what} {topic} is not in {}; its image topics: {}",
+                opts.bag.display(),
+                topic_list()
+            )));
         }
         if let Some(t) = bag.topic(topic) {
             let ty = normalise_type(&t.type_name);
             if ty != messages::IMAGE && ty != messages::COMPRESSED_IMAGE {
-                return Err(FromBagError::Topic(format!("{what} {topic} carries {}, not sensor_msgs/Image or CompressedImage", t.type_name)));
+                return Err(FromBagError::Topic(format!(
+                    "{what} {topic} carries {}, not sensor_msgs/Image or CompressedImage",
+                    t.type_name
+                )));
             }
         }
     }
@@ -391,7 +396,10 @@ pub fn from_bag(opts: &FromBagOptions, warnings: &Warnings) -> Result<FromBagRep
                     }
                     Paired::NoDepth { rgb } => {
                         *report.skipped.entry(format!("no depth frame within {} ms", opts.max_offset_ns as f64 / 1e6)).or_insert(0) += 1;
-                        warnings.warn("colour frame without depth", format!("colour frame at {:.3} s has no depth frame within the offset", rgb.stamp as f64 * 1e-9));
+                        warnings.warn(
+                            "colour frame without depth",
+                            format!("colour frame at {:.3} s has no depth frame within the offset", rgb.stamp as f64 * 1e-9),
+                        );
                     }
                 }
             }
@@ -402,7 +410,8 @@ pub fn from_bag(opts: &FromBagOptions, warnings: &Warnings) -> Result<FromBagRep
             }
         };
 
-        let wanted_topics = [opts.rgb_topic.clone(), opts.depth_topic.clone(), rgb_info_topic.clone(), depth_info_topic.clone(), "/tf_static".to_string()];
+        let wanted_topics =
+            [opts.rgb_topic.clone(), opts.depth_topic.clone(), rgb_info_topic.clone(), depth_info_topic.clone(), "/tf_static".to_string()];
         let wanted = |t: &str| wanted_topics.iter().any(|w| w == t);
         let mut visit = |m: BagMessage<'_>| -> ControlFlow<()> {
             let ty = normalise_type(m.type_name);
@@ -412,7 +421,10 @@ pub fn from_bag(opts: &FromBagOptions, warnings: &Warnings) -> Result<FromBagRep
                         let mut tree = (*inputs.tf).clone();
                         let bad = tree.add(&tf);
                         if bad > 0 {
-                            warnings.warn("bad transform", format!("/tf_static: {bad} transforms with an invalid rotation or frame name ignored"));
+                            warnings.warn(
+                                "bad transform",
+                                format!("/tf_static: {bad} transforms with an invalid rotation or frame name ignored"),
+                            );
                         }
                         inputs.tf = Arc::new(tree);
                         inputs.tf_seen = true;
@@ -449,7 +461,10 @@ pub fn from_bag(opts: &FromBagOptions, warnings: &Warnings) -> Result<FromBagRep
                     Ok(h) => h,
                     Err(e) => {
                         warnings.warn("bad message", format!("{} at {} ns: {e}", m.topic, m.log_time));
-                        *report.skipped.entry(format!("{} message does not decode", if is_rgb { "colour" } else { "depth" })).or_insert(0) += 1;
+                        *report
+                            .skipped
+                            .entry(format!("{} message does not decode", if is_rgb { "colour" } else { "depth" }))
+                            .or_insert(0) += 1;
                         return ControlFlow::Continue(());
                     }
                 };

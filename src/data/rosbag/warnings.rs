@@ -40,7 +40,9 @@ impl Warnings {
             *last = Some(Instant::now());
             match *count {
                 n if n < self.show_first => format!("warning: {message}"),
-                n if n == self.show_first => format!("warning: {message} (further {kind:?} warnings are counted and shown every {} s)", self.every.as_secs()),
+                n if n == self.show_first => {
+                    format!("warning: {message} (further {kind:?} warnings are counted and shown every {} s)", self.every.as_secs())
+                }
                 n => format!("warning: {message} ({n} {kind:?} warnings so far)"),
             }
         };

@@ -159,20 +159,28 @@ fn street(rng: &mut Rng) -> (Scene, Pose) {
         Texture::Stripes { a: [0.9, 0.9, 0.85], b: [0.3, 0.3, 0.3], width: 3.0, angle: PI / 2.0 },
     ));
     for side in [-1.0, 1.0] {
-        objects.push((Shape::Block { base: [side * (road / 2.0 + walk / 2.0), 0.0, 60.0], half: [walk / 2.0, 0.12, 60.0], yaw: 0.0 }, tex(rng)));
+        objects.push((
+            Shape::Block { base: [side * (road / 2.0 + walk / 2.0), 0.0, 60.0], half: [walk / 2.0, 0.12, 60.0], yaw: 0.0 },
+            tex(rng),
+        ));
         let mut z = -10.0;
         while z < 110.0 {
             let len = rng.uniform_range(6.0, 20.0);
             let depth = rng.uniform_range(6.0, 15.0);
             let height = rng.uniform_range(4.0, 22.0);
             let x = side * (road / 2.0 + walk + rng.uniform_range(0.0, 2.0) + depth / 2.0);
-            objects.push((Shape::Block { base: [x, 0.0, z + len / 2.0], half: [depth / 2.0, height / 2.0, len / 2.0], yaw: 0.0 }, tex(rng)));
+            objects
+                .push((Shape::Block { base: [x, 0.0, z + len / 2.0], half: [depth / 2.0, height / 2.0, len / 2.0], yaw: 0.0 }, tex(rng)));
             z += len + rng.uniform_range(0.0, 4.0);
         }
         for _ in 0..3 {
             let z = rng.uniform_range(5.0, 60.0);
             objects.push((
-                Shape::Cylinder { base: [side * (road / 2.0 + 0.4), 0.0, z], r: rng.uniform_range(0.06, 0.2), h: rng.uniform_range(2.5, 6.0) },
+                Shape::Cylinder {
+                    base: [side * (road / 2.0 + 0.4), 0.0, z],
+                    r: rng.uniform_range(0.06, 0.2),
+                    h: rng.uniform_range(2.5, 6.0),
+                },
                 tex(rng),
             ));
         }

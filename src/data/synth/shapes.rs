@@ -40,16 +40,37 @@ pub struct Hit {
 #[derive(Debug, Clone)]
 pub enum Shape {
     /// `dot(n, p) = d`, facing along `n` (room walls face inwards).
-    Plane { n: V3, d: f64, u_axis: V3 },
+    Plane {
+        n: V3,
+        d: f64,
+        u_axis: V3,
+    },
     /// A box resting on its base: centre of the base, half sizes (x, y, z)
     /// and a turn `yaw` about the vertical (y) axis.
-    Block { base: V3, half: V3, yaw: f64 },
-    Sphere { centre: V3, r: f64 },
+    Block {
+        base: V3,
+        half: V3,
+        yaw: f64,
+    },
+    Sphere {
+        centre: V3,
+        r: f64,
+    },
     /// An upright cylinder from `base` up by `h`.
-    Cylinder { base: V3, r: f64, h: f64 },
+    Cylinder {
+        base: V3,
+        r: f64,
+        h: f64,
+    },
     /// A rectangle (two-sided) at `centre` spanned by unit axes `a`, `b`
     /// with half sizes `ha`, `hb`.
-    Panel { centre: V3, a: V3, b: V3, ha: f64, hb: f64 },
+    Panel {
+        centre: V3,
+        a: V3,
+        b: V3,
+        ha: f64,
+        hb: f64,
+    },
 }
 
 fn yaw_rotate(p: V3, yaw: f64) -> V3 {
@@ -106,7 +127,13 @@ impl Shape {
                 if t0 > t1 {
                     return None;
                 }
-                let (t, axis) = if ok(t0) { (t0, axis0) } else if ok(t1) { (t1, axis1) } else { return None };
+                let (t, axis) = if ok(t0) {
+                    (t0, axis0)
+                } else if ok(t1) {
+                    (t1, axis1)
+                } else {
+                    return None;
+                };
                 let p = add(lo, scale(ld, t));
                 let mut ln = [0.0; 3];
                 ln[axis] = p[axis].signum();
