@@ -307,6 +307,7 @@ impl Trainer {
         let steps_done = self.counters.epoch * self.batches_per_epoch + self.counters.batch_in_epoch;
         let mut progress = Progress::new("train", total_steps, "batches").starting_at(steps_done);
         let mut window = (Instant::now(), 0usize);
+        let mut smoothed = 0f64;
         while self.counters.epoch < self.cfg.epochs {
             let epoch = self.counters.epoch;
             let order: Vec<usize> = if self.opts.shuffle {
@@ -337,8 +338,12 @@ impl Trainer {
                 }
                 if !kept.is_empty() {
                     let n_images = kept.len();
+                    let started = Instant::now();
                     let batch = self.assemble(kept)?;
                     if let Some(terms) = self.step(&batch, &mut progress)? {
+                        // Images per second, smoothed over recent steps.
+                        let now = n_images as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                        smoothed = if smoothed > 0.0 { 0.8 * smoothed + 0.2 * now } else { now };
                         window.1 += n_images;
                         let global = self.counters.step - 1;
                         if global % self.cfg.log_scalar_every_iters.max(1) == 0 {
@@ -352,7 +357,13 @@ impl Trainer {
                         }
                         progress.set(
                             epoch * self.batches_per_epoch + self.counters.batch_in_epoch,
-                            format!("epoch {}/{} loss {:.4} lr {:.2e}", epoch + 1, self.cfg.epochs, terms.0.total_value()?, terms.1),
+                            format!(
+                                "epoch {}/{} loss {:.4} lr {:.2e} {smoothed:.2} images/s",
+                                epoch + 1,
+                                self.cfg.epochs,
+                                terms.0.total_value()?,
+                                terms.1
+                            ),
                         );
                     }
                 }
