@@ -1,20 +1,25 @@
-//! The library's front door: load a SPACE-CLIP model from its files, turn
-//! camera frames into metric depth maps of any size, timed per stage.
+//! The library's front door: load a depth model from its files (the
+//! family chosen by the model config's `model_type`), turn camera frames
+//! into metric depth maps of any size, timed per stage. Families:
+//! SPACE-CLIP (`space_clip`, the default) and DepthCLIP (`depthclip`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
 
 use crate::model::{BackboneConfig, BackboneKind, DecoderConfig};
 use crate::device::{DeviceSpec, ModelDType};
 use crate::error::{Error, Result};
 use crate::image::ImageView;
-use crate::model::SpaceClip;
+use crate::model::depthclip::{declare_towers, ClipArchitecture, InputGeometry, PromptOverrides};
+use crate::model::text::ClipTokenizer;
+use crate::model::{DepthClip, DepthClipConfig, SpaceClip, VisionOutput};
 use crate::image::postprocess::resize_bilinear_clamped;
 use crate::image::device_preprocess::DevicePreprocessor;
 use crate::image::preprocess::Preprocessor;
-use crate::weights::{expected_tensors, StateDict};
+use crate::weights::{expected_tensors, record_tensors, ClipLayout, ClipStateDict, StateDict};
 
 /// The files a model is made of.
 #[derive(Debug, Clone, Default)]
@@ -81,6 +86,122 @@ impl ModelFiles {
     }
 }
 
+/// The depth model families, as the model config's `model_type` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFamily {
+    /// `space_clip` (or no `model_type`): a frozen CLIP ViT and a trained decoder.
+    SpaceClip,
+    /// `depthclip`: zero-shot, a whole CLIP and distance prompts.
+    DepthClip,
+}
+
+impl ModelFamily {
+    pub const NAMES: [&'static str; 2] = ["space_clip", "depthclip"];
+
+    pub fn parse(name: &str) -> std::result::Result<Self, String> {
+        match name.trim().to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
+            "" | "space_clip" | "spaceclip" => Ok(Self::SpaceClip),
+            "depthclip" | "depth_clip" => Ok(Self::DepthClip),
+            other => Err(format!("model_type {other:?} is not a known model family ({})", Self::NAMES.join(", "))),
+        }
+    }
+
+    /// The family a model YAML asks for (`model_type`, default `space_clip`).
+    pub fn of_config(path: &Path) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            model_type: Option<serde_norway::Value>,
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        let config_error = |message: String| Error::Config { path: path.to_owned(), message };
+        let head: Head = serde_norway::from_str(&text).map_err(|e| config_error(e.to_string().replace('\n', " ")))?;
+        match head.model_type {
+            None | Some(serde_norway::Value::Null) => Ok(Self::SpaceClip),
+            Some(serde_norway::Value::String(name)) => Self::parse(&name).map_err(config_error),
+            Some(other) => Err(config_error(format!("model_type must be a string, got {other:?}"))),
+        }
+    }
+}
+
+/// Settings that replace the model config's (the node's parameters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelOverrides {
+    /// Replaces the config's `model_type`.
+    pub model_type: Option<ModelFamily>,
+    /// DepthCLIP's prompt and bin lists.
+    pub prompts: PromptOverrides,
+}
+
+/// The model behind an estimator.
+#[derive(Debug, Clone)]
+pub enum DepthModel {
+    SpaceClip(SpaceClip),
+    DepthClip(DepthClip),
+}
+
+impl DepthModel {
+    pub fn family(&self) -> ModelFamily {
+        match self {
+            Self::SpaceClip(_) => ModelFamily::SpaceClip,
+            Self::DepthClip(_) => ModelFamily::DepthClip,
+        }
+    }
+
+    pub fn as_space_clip(&self) -> Option<&SpaceClip> {
+        match self {
+            Self::SpaceClip(m) => Some(m),
+            Self::DepthClip(_) => None,
+        }
+    }
+
+    pub fn as_depth_clip(&self) -> Option<&DepthClip> {
+        match self {
+            Self::DepthClip(m) => Some(m),
+            Self::SpaceClip(_) => None,
+        }
+    }
+
+    /// SPACE-CLIP: its backbone's config. DepthCLIP: what a caller feeding
+    /// square inputs should feed ([`DepthClip::input_description`]).
+    pub fn backbone_config(&self) -> &BackboneConfig {
+        match self {
+            Self::SpaceClip(m) => m.backbone_config(),
+            Self::DepthClip(m) => m.input_description(),
+        }
+    }
+
+    /// A SPACE-CLIP backbone's hidden states (DepthCLIP has none to give).
+    pub fn hidden_states(&self, pixels: &Tensor, taps: &[usize]) -> candle_core::Result<VisionOutput> {
+        match self {
+            Self::SpaceClip(m) => m.hidden_states(pixels, taps),
+            Self::DepthClip(_) => candle_core::bail!("DepthCLIP has no SPACE-CLIP backbone taps; use DepthClip::image_tokens"),
+        }
+    }
+
+    /// Normalised pixels (B, 3, H, W) -> depth (B, 1, h, w), unclamped:
+    /// SPACE-CLIP at its input size, DepthCLIP on its token grid.
+    pub fn forward(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::SpaceClip(m) => m.forward(pixels),
+            Self::DepthClip(m) => m.forward(pixels),
+        }
+    }
+
+    fn depth_range(&self) -> (f32, f32) {
+        match self {
+            Self::SpaceClip(m) => {
+                let cfg = m.decoder_config();
+                (cfg.min_depth as f32, cfg.max_depth as f32)
+            }
+            Self::DepthClip(m) => {
+                let (lo, hi) = m.config().depth_range();
+                (lo as f32, hi as f32)
+            }
+        }
+    }
+}
+
 /// Time spent in each stage of one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimings {
@@ -106,8 +227,10 @@ pub struct DepthMap {
 }
 
 pub struct DepthEstimator {
-    model: SpaceClip,
+    model: DepthModel,
     preprocessor: Preprocessor,
+    /// DepthCLIP's crop and output placement.
+    geometry: Option<InputGeometry>,
     /// Set when preprocessing runs on the model's device (the default on
     /// a GPU); otherwise frames are preprocessed on the CPU, bit-exactly.
     device_preprocessor: Option<DevicePreprocessor>,
@@ -120,6 +243,28 @@ impl DepthEstimator {
     /// Reads the configs and weights, checks the weights strictly against
     /// the architecture, and builds the model on `device` in `dtype`.
     pub fn load(files: &ModelFiles, device: DeviceSpec, dtype: ModelDType) -> Result<Self> {
+        Self::load_with(files, &ModelOverrides::default(), device, dtype)
+    }
+
+    /// [`Self::load`] with some of the model config's settings replaced.
+    pub fn load_with(files: &ModelFiles, overrides: &ModelOverrides, device: DeviceSpec, dtype: ModelDType) -> Result<Self> {
+        let family = match overrides.model_type {
+            Some(f) => f,
+            None => ModelFamily::of_config(&files.config)?,
+        };
+        if family == ModelFamily::SpaceClip && !overrides.prompts.is_empty() {
+            return Err(Error::Config {
+                path: files.config.clone(),
+                message: "prompt and bin settings are DepthCLIP's; this is a SPACE-CLIP model (model_type)".into(),
+            });
+        }
+        match family {
+            ModelFamily::SpaceClip => Self::load_space_clip(files, device, dtype),
+            ModelFamily::DepthClip => Self::load_depth_clip(files, &overrides.prompts, device, dtype),
+        }
+    }
+
+    fn load_space_clip(files: &ModelFiles, device: DeviceSpec, dtype: ModelDType) -> Result<Self> {
         let decoder_cfg = DecoderConfig::from_yaml_file(&files.config)?;
         let backbone_cfg = files.backbone_config(&decoder_cfg)?;
         decoder_cfg
@@ -148,28 +293,91 @@ impl DepthEstimator {
         Ok(Self::from_model(model, device, dtype.0, decoder_cfg.clip_model_name.clone()))
     }
 
+    /// DepthCLIP: the YAML, a whole CLIP (OpenAI TorchScript, OpenCLIP or
+    /// Hugging Face weights), its architecture from the config file beside
+    /// it or from the tensors, the tokenizer.
+    fn load_depth_clip(files: &ModelFiles, overrides: &PromptOverrides, device: DeviceSpec, dtype: ModelDType) -> Result<Self> {
+        let config_error = |message: String| Error::Config { path: files.config.clone(), message };
+        let mut cfg = DepthClipConfig::from_yaml_file(&files.config)?;
+        cfg.apply(overrides).map_err(config_error)?;
+        if let Some(clip) = &files.clip_weights {
+            return Err(Error::Weights {
+                path: clip.clone(),
+                message: "separate CLIP weights are a SPACE-CLIP setting: DepthCLIP reads the whole CLIP from the checkpoint".into(),
+            });
+        }
+        let device = device.open()?;
+        if device.is_cpu() && dtype.0 == DType::BF16 {
+            return Err(Error::Device(
+                "bf16 is not supported on the CPU (candle has no CPU bf16 matmul); use f32 or f16, or a CUDA device".into(),
+            ));
+        }
+        let dict = ClipStateDict::from_file(&files.checkpoint)?;
+        let arch = clip_architecture(files, &dict)?;
+        let expected = record_tensors(&dict.names(), |vb| declare_towers(vb, &arch))?;
+        dict.check(&expected)?;
+        let tokenizer = match (&cfg.tokenizer, files.checkpoint.parent().map(|d| d.join("tokenizer.json"))) {
+            (Some(path), _) => ClipTokenizer::from_file(path)?,
+            (None, Some(beside)) if beside.is_file() && dict.layout() == ClipLayout::HuggingFace => ClipTokenizer::from_file(&beside)?,
+            _ => ClipTokenizer::openai(),
+        };
+        let vb = dict.into_var_builder(dtype.0, &device);
+        let model = DepthClip::new(vb, &cfg, &arch, &tokenizer).map_err(|e| match e {
+            Error::ModelConfig(message) => config_error(message),
+            other => other,
+        })?;
+        let name = format!("DepthCLIP {}", cfg.clip_vis);
+        Ok(Self::from_depth_clip(model, device, dtype.0, name))
+    }
+
     /// Wraps an already built model (its weights must be on `device`).
     pub fn from_model(model: SpaceClip, device: Device, dtype: DType, name: String) -> Self {
         let preprocessor = Preprocessor::for_backbone(model.backbone_config());
         let device_preprocessor = (!device.is_cpu()).then(|| DevicePreprocessor::for_backbone(model.backbone_config()));
-        Self { model, preprocessor, device_preprocessor, device, dtype, name }
+        Self { model: DepthModel::SpaceClip(model), preprocessor, geometry: None, device_preprocessor, device, dtype, name }
+    }
+
+    /// Wraps a built DepthCLIP model (its weights must be on `device`).
+    pub fn from_depth_clip(model: DepthClip, device: Device, dtype: DType, name: String) -> Self {
+        let geometry = InputGeometry::new(model.config());
+        let preprocessor = geometry.preprocessor().clone();
+        Self { model: DepthModel::DepthClip(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name }
     }
 
     /// Preprocess on the model's device (on by default on a GPU) or on the
-    /// CPU (the default there, and bit-exact with Pillow).
+    /// CPU (the default there, and bit-exact with Pillow). DepthCLIP's
+    /// crop and non-square input are always prepared on the CPU.
     pub fn set_device_preprocessing(&mut self, on: bool) {
-        self.device_preprocessor = on.then(|| DevicePreprocessor::for_backbone(self.model.backbone_config()));
+        self.device_preprocessor = match &self.model {
+            DepthModel::SpaceClip(m) => on.then(|| DevicePreprocessor::for_backbone(m.backbone_config())),
+            DepthModel::DepthClip(_) => None,
+        };
     }
 
     pub fn device_preprocessing(&self) -> bool {
         self.device_preprocessor.is_some()
     }
 
-    pub fn model(&self) -> &SpaceClip {
+    pub fn model(&self) -> &DepthModel {
         &self.model
     }
 
-    /// The backbone name from the training config.
+    pub fn family(&self) -> ModelFamily {
+        self.model.family()
+    }
+
+    /// The frame -> input preparation (non-square for DepthCLIP).
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    /// (width, height) of the model's input.
+    pub fn input_dims(&self) -> (usize, usize) {
+        (self.preprocessor.width(), self.preprocessor.height())
+    }
+
+    /// The model's name (the backbone name from the training config;
+    /// `DepthCLIP <clip_vis>`).
     pub fn model_name(&self) -> &str {
         &self.name
     }
@@ -182,27 +390,36 @@ impl DepthEstimator {
         self.dtype
     }
 
-    /// The clamp range of the output, from the training config.
+    /// The clamp range of the output, from the model config (DepthCLIP:
+    /// the bins' range unless `min_depth`/`max_depth` are given).
     pub fn depth_range(&self) -> (f32, f32) {
-        let cfg = self.model.decoder_config();
-        (cfg.min_depth as f32, cfg.max_depth as f32)
+        self.model.depth_range()
     }
 
+    /// The side of a square input: SPACE-CLIP's input; for DepthCLIP the
+    /// tower's native resolution (see [`Self::input_dims`] for its own).
     pub fn input_size(&self) -> usize {
-        self.preprocessor.size()
+        match &self.model {
+            DepthModel::SpaceClip(_) => self.preprocessor.size(),
+            DepthModel::DepthClip(m) => m.input_description().image_size,
+        }
     }
 
-    /// The normalised input batch (B, 3, S, S) in f32 on the CPU.
+    /// The normalised input batch (B, 3, H, W) in f32 on the CPU (DepthCLIP:
+    /// cropped first when its config has a crop).
     pub fn preprocess(&self, images: &[ImageView<'_>]) -> Result<Tensor> {
         if images.is_empty() {
             return Err(Error::InvalidImage("empty batch".into()));
         }
-        let s = self.preprocessor.size();
-        let mut planes = Vec::with_capacity(images.len() * 3 * s * s);
+        let (w, h) = self.input_dims();
+        let mut planes = Vec::with_capacity(images.len() * 3 * w * h);
         for image in images {
-            self.preprocessor.process_into(image, &mut planes)?;
+            match &self.geometry {
+                Some(g) => g.pixels_into(image, &mut planes)?,
+                None => self.preprocessor.process_into(image, &mut planes)?,
+            }
         }
-        Ok(Tensor::from_vec(planes, (images.len(), 3, s, s), &Device::Cpu)?)
+        Ok(Tensor::from_vec(planes, (images.len(), 3, h, w), &Device::Cpu)?)
     }
 
     /// Depth for one frame at `width` x `height` (the frame's own size when
@@ -248,15 +465,21 @@ impl DepthEstimator {
         self.sync()?;
         timings.preprocess = t.elapsed();
 
-        let t = Instant::now();
-        let encoded = self.model.encode(&pixels)?;
-        self.sync()?;
-        timings.encoder = t.elapsed();
+        let depth = match &self.model {
+            DepthModel::SpaceClip(model) => {
+                let t = Instant::now();
+                let encoded = model.encode(&pixels)?;
+                self.sync()?;
+                timings.encoder = t.elapsed();
 
-        let t = Instant::now();
-        let depth = self.model.decode(&encoded)?;
-        self.sync()?;
-        timings.decoder = t.elapsed();
+                let t = Instant::now();
+                let depth = model.decode(&encoded)?;
+                self.sync()?;
+                timings.decoder = t.elapsed();
+                depth
+            }
+            DepthModel::DepthClip(model) => return self.run_depth_clip(model, images, &pixels, sizes, clamp, timings),
+        };
 
         let t = Instant::now();
         let (min_d, max_d) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
@@ -276,21 +499,68 @@ impl DepthEstimator {
         Ok((maps, timings))
     }
 
-    /// Depth from already normalised pixels (B, 3, S, S) in f32, each map
+    /// DepthCLIP's image tower and head, then each grid map resized into
+    /// its frame's crop region (NaN outside), clamped when asked.
+    fn run_depth_clip(
+        &self,
+        model: &DepthClip,
+        images: &[ImageView<'_>],
+        pixels: &Tensor,
+        sizes: &[(usize, usize)],
+        clamp: Option<(f32, f32)>,
+        mut timings: StageTimings,
+    ) -> Result<(Vec<DepthMap>, StageTimings)> {
+        let t = Instant::now();
+        let encoded = model.encode(pixels)?;
+        self.sync()?;
+        timings.encoder = t.elapsed();
+
+        let t = Instant::now();
+        let depth = model.decode(&encoded)?;
+        self.sync()?;
+        timings.decoder = t.elapsed();
+
+        let t = Instant::now();
+        let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let (gh, gw) = encoded.grid;
+        let host = depth.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let geometry = self.geometry.as_ref().ok_or_else(|| Error::ModelConfig("DepthCLIP without its input geometry".into()))?;
+        let maps = host
+            .chunks_exact(gh * gw)
+            .zip(images.iter().zip(sizes))
+            .map(|(map, (image, &(width, height)))| {
+                let region = geometry.region((image.width(), image.height()), (width, height));
+                DepthMap { width, height, data: geometry.place(map, gw, gh, (width, height), region, lo, hi) }
+            })
+            .collect();
+        timings.resize = t.elapsed();
+        Ok((maps, timings))
+    }
+
+    /// Depth from already normalised pixels (B, 3, H, W) in f32, each map
     /// resized to `size` (width, height); clamped to the depth range when
-    /// `clamp`. For evaluation, which feeds the loader's exact input.
+    /// `clamp`. For evaluation, which feeds the loader's exact input
+    /// (DepthCLIP: any size its tower takes; the map covers the whole output).
     pub fn depth_from_pixels(&self, pixels: &Tensor, size: (usize, usize), clamp: bool) -> Result<Vec<DepthMap>> {
         let pixels = pixels.to_device(&self.device)?.to_dtype(self.dtype)?;
         let depth = self.model.forward(&pixels)?;
         let (min_d, max_d) = if clamp { self.depth_range() } else { (f32::NEG_INFINITY, f32::INFINITY) };
         let (_, _, sh, sw) = depth.dims4()?;
         let host = depth.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let align_corners = self.model.as_depth_clip().is_some_and(|m| m.config().upsample_align_corners);
         Ok(host
             .chunks_exact(sh * sw)
             .map(|map| DepthMap {
                 width: size.0,
                 height: size.1,
-                data: resize_bilinear_clamped(map, sw, sh, size.0, size.1, min_d, max_d),
+                data: if self.geometry.is_some() {
+                    crate::model::depthclip::resize_bilinear(map, sw, sh, size.0, size.1, align_corners)
+                        .into_iter()
+                        .map(|v| v.clamp(min_d, max_d))
+                        .collect()
+                } else {
+                    resize_bilinear_clamped(map, sw, sh, size.0, size.1, min_d, max_d)
+                },
             })
             .collect())
     }
@@ -301,4 +571,27 @@ impl DepthEstimator {
         }
         Ok(())
     }
+}
+
+/// A whole CLIP's architecture: the config file given or found beside the
+/// weights (`open_clip_config.json`, `config.json`), else read from the
+/// tensors (OpenAI's files carry none).
+fn clip_architecture(files: &ModelFiles, dict: &ClipStateDict) -> Result<ClipArchitecture> {
+    if let Some(path) = &files.clip_config {
+        return ClipArchitecture::from_json_file(path);
+    }
+    let dir = files.checkpoint.parent().map(Path::to_path_buf).unwrap_or_default();
+    for name in ["open_clip_config.json", "config.json"] {
+        let beside = dir.join(name);
+        if beside.is_file() {
+            return ClipArchitecture::from_json_file(&beside);
+        }
+    }
+    if dict.layout() == ClipLayout::HuggingFace {
+        return Err(Error::Weights {
+            path: files.checkpoint.clone(),
+            message: "Hugging Face CLIP weights need their config.json (beside them, or --clip-config)".into(),
+        });
+    }
+    ClipArchitecture::infer(&dict.shapes()).map_err(|message| Error::Weights { path: files.checkpoint.clone(), message })
 }

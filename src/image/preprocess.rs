@@ -1,5 +1,6 @@
 //! Camera frame -> model input, as the reference does it: squash the whole
-//! image to S x S with Pillow's bicubic (see `pil_resize`), /255, per-channel mean/std, RGB planes.
+//! image to S x S (or the model's W x H) with Pillow's bicubic (see
+//! `pil_resize`), /255, per-channel mean/std, RGB planes.
 //!
 //! The resize runs on the frame's own layout (the colour channels are
 //! independent), so the channel shuffle and normalisation touch only the
@@ -16,35 +17,49 @@ use crate::image::pil_resize::resize_bicubic;
 /// Normalisation settings for one backbone.
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
-    size: usize,
+    width: usize,
+    height: usize,
     /// `lut[c][v] = (v / 255 - mean[c]) / std[c]`
     lut: [[f32; 256]; 3],
 }
 
 impl Preprocessor {
     pub fn new(size: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
+        Self::new_rect(size, size, mean, std)
+    }
+
+    /// A `width` x `height` input (not square: DepthCLIP's 544 x 416).
+    pub fn new_rect(width: usize, height: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
         let mut lut = [[0f32; 256]; 3];
         for c in 0..3 {
             for v in 0..256 {
                 lut[c][v] = (v as f32 / 255.0 - mean[c]) / std[c];
             }
         }
-        Self { size, lut }
+        Self { width, height, lut }
     }
 
     pub fn for_backbone(cfg: &BackboneConfig) -> Self {
         Self::new(cfg.image_size, cfg.image_mean, cfg.image_std)
     }
 
-    /// The model's input side length S.
+    /// The model's input side length S (the width of a non-square input).
     pub fn size(&self) -> usize {
-        self.size
+        self.width
     }
 
-    /// Appends the normalised (3, S, S) planes of `image` to `out`.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Appends the normalised (3, H, W) planes of `image` to `out`.
     pub fn process_into(&self, image: &ImageView<'_>, out: &mut Vec<f32>) -> Result<()> {
         let resized = self.resize(image)?;
-        let s2 = self.size * self.size;
+        let s2 = self.width * self.height;
         let ch = image.format().channels();
         // Source channel feeding R, G and B.
         let order: [usize; 3] = match image.format() {
@@ -65,21 +80,21 @@ impl Preprocessor {
         Ok(())
     }
 
-    /// Normalised (3, S, S) planes of one image.
+    /// Normalised (3, H, W) planes of one image.
     pub fn process(&self, image: &ImageView<'_>) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(3 * self.size * self.size);
+        let mut out = Vec::with_capacity(3 * self.width * self.height);
         self.process_into(image, &mut out)?;
         Ok(out)
     }
 
-    /// Packed S x S pixels in the frame's own layout.
+    /// Packed W x H pixels in the frame's own layout.
     fn resize<'a>(&self, image: &ImageView<'a>) -> Result<Cow<'a, [u8]>> {
-        let s = self.size;
-        if (image.width(), image.height()) == (s, s) {
+        let (w, h) = (self.width, self.height);
+        if (image.width(), image.height()) == (w, h) {
             if let Some(pixels) = image.packed_pixels() {
                 return Ok(Cow::Borrowed(pixels));
             }
         }
-        Ok(Cow::Owned(resize_bicubic(image, s, s)))
+        Ok(Cow::Owned(resize_bicubic(image, w, h)))
     }
 }

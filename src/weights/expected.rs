@@ -59,10 +59,19 @@ pub fn expected_tensors(
     decoder: &DecoderConfig,
     present: &HashSet<String>,
 ) -> Result<Vec<ExpectedTensor>> {
+    record_tensors(present, |vb| SpaceClip::new(vb, backbone, decoder).map(|_| ()))
+}
+
+/// Every tensor `build` reads when given a recorder for its weights: the
+/// expected tensors of any model, learnt from the model's own code.
+pub fn record_tensors(
+    present: &HashSet<String>,
+    build: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<()>,
+) -> Result<Vec<ExpectedTensor>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let recorder = Recorder { present: present.clone(), seen: seen.clone() };
     let vb = VarBuilder::from_backend(Box::new(recorder), DType::F32, Device::Cpu);
-    SpaceClip::new(vb, backbone, decoder).map_err(|e| Error::ModelConfig(Error::from(e).to_string()))?;
+    build(vb).map_err(|e| Error::ModelConfig(Error::from(e).to_string()))?;
     let mut seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     // A tensor read twice (none today) is still one tensor.
     let mut names = HashSet::new();

@@ -12,6 +12,9 @@ pub enum FileFormat {
     Safetensors,
     /// `torch.save` zip archive (PyTorch >= 1.6).
     TorchZip,
+    /// `torch.jit.save` archive (OpenAI's CLIP `.pt` files): its tensors
+    /// only, no TorchScript is run.
+    TorchScript,
 }
 
 /// All tensors of one file, with the names it stores them under.
@@ -54,13 +57,17 @@ fn sniff(path: &Path) -> Result<FileFormat> {
 /// (`{"model": state_dict, "optimizer": ..., "epoch": n}`) the `model` entry
 /// is read (or `state_dict`); a bare state dict is read as is.
 pub fn read_tensor_file(path: &Path) -> Result<TensorFile> {
-    let format = sniff(path)?;
+    let mut format = sniff(path)?;
+    if format == FileFormat::TorchZip && super::torchscript::is_torchscript(path) {
+        format = FileFormat::TorchScript;
+    }
     // The parsers below are third-party code fed untrusted bytes: a panic in
     // them must surface as an error on this file, not take the process down.
     let read = std::panic::catch_unwind(|| match format {
         FileFormat::Safetensors => candle_core::safetensors::load(path, &Device::Cpu)
             .map(|m| m.into_iter().collect::<Vec<_>>()),
         FileFormat::TorchZip => read_torch_zip(path),
+        FileFormat::TorchScript => super::torchscript::read_torchscript(path).map_err(candle_core::Error::Msg),
     });
     let tensors = match read {
         Ok(Ok(tensors)) => tensors,

@@ -1,10 +1,12 @@
 //! The backbone as the decoder sees it: hidden states at chosen taps, their
-//! patch tokens as maps, and a pooled image embedding.
+//! patch tokens as maps, and a pooled image embedding; and CLIP's ResNet
+//! image tower (`resnet`), which zero-shot depth reads as a feature map.
 
 mod clip;
 mod config;
-mod encoder;
-mod patch_embedding;
+pub(crate) mod encoder;
+pub(crate) mod patch_embedding;
+mod resnet;
 mod siglip;
 
 use candle_core::{Result, Tensor};
@@ -12,6 +14,7 @@ use candle_nn::VarBuilder;
 
 pub use clip::ClipVisionTransformer;
 pub use config::{Activation, BackboneConfig, BackboneKind};
+pub use resnet::{AttentionPool2d, ModifiedResNet, ResnetConfig};
 pub use siglip::SiglipVisionTransformer;
 
 #[derive(Debug, Clone)]

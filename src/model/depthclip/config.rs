@@ -1,0 +1,346 @@
+//! DepthCLIP's settings, from the model YAML (`model_type: depthclip`).
+//! The release keeps them as globals of `monoclip.py`; the keys carry
+//! their names (`depth_templates`, `obj_classes`, `depth_classes`,
+//! `bin_list`, `temperature`, `clip_vis`) and their values as defaults.
+//! Keys DepthCLIP does not use (evaluation paths, ...) are ignored, so one
+//! YAML can serve `clip_depth eval` too.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// ImageNet's statistics: the release normalises with them, not CLIP's.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// How a ViT's position table reaches another token grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VitPositions {
+    /// The release: the whole (1 + N) x D table, class position included,
+    /// resampled as one 1-D sequence (`F.interpolate(mode="linear")`).
+    SequenceLinear,
+    /// The grid resized in 2-D (bilinear, align_corners = false), the class
+    /// position kept.
+    GridBilinear,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DepthClipConfig {
+    /// `space_clip` or `depthclip` (this struct is read for `depthclip`).
+    #[serde(default)]
+    pub model_type: String,
+    /// The CLIP's name, for logs (`RN50` in the release).
+    #[serde(default = "default_clip_vis", alias = "clip_model_name")]
+    pub clip_vis: String,
+    /// Sentence templates with two `{}`: the object, then the distance.
+    #[serde(default = "default_templates")]
+    pub depth_templates: Vec<String>,
+    #[serde(default = "default_objects", alias = "depth_objects")]
+    pub obj_classes: Vec<String>,
+    /// Distance words, nearest first; one depth bin each.
+    #[serde(default = "default_classes")]
+    pub depth_classes: Vec<String>,
+    /// Depth of each class in metres (before `depth_scale`).
+    #[serde(default = "default_bins", alias = "depth_bins")]
+    pub bin_list: Vec<f64>,
+    /// Multiplies every bin: the bins' shape kept, another scene's scale.
+    #[serde(default = "one")]
+    pub depth_scale: f64,
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// CLIP's trained logit scale, which the release writes as 100.
+    #[serde(default = "default_logit_scale")]
+    pub logit_scale: f64,
+    /// The image tower's input (the release: the 416 x 544 NYU crop).
+    #[serde(default = "default_height")]
+    pub input_height: usize,
+    #[serde(default = "default_width")]
+    pub input_width: usize,
+    /// (left, top, right, bottom) in frame pixels, cut before the resize;
+    /// depth outside it is NaN (no reading). The release: (60, 56, 604, 472).
+    #[serde(default)]
+    pub crop: Option<[usize; 4]>,
+    #[serde(default = "default_mean")]
+    pub image_mean: [f32; 3],
+    #[serde(default = "default_std")]
+    pub image_std: [f32; 3],
+    /// Average with the mirrored frame's depth, as the paper's evaluation.
+    #[serde(default)]
+    pub flip_average: bool,
+    /// Upsample the token-grid depth with align_corners = true (the release).
+    #[serde(default = "yes")]
+    pub upsample_align_corners: bool,
+    #[serde(default = "default_vit_positions")]
+    pub vit_position_embedding: VitPositions,
+    /// `bpe_simple_vocab_16e6.txt.gz` or a `tokenizer.json`, relative to this
+    /// file; default: `tokenizer.json` beside the weights, else the
+    /// built-in copy of OpenAI's vocabulary.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    /// Clamp range of the output; default: the smallest and largest bin.
+    #[serde(default)]
+    pub min_depth: Option<f64>,
+    #[serde(default)]
+    pub max_depth: Option<f64>,
+}
+
+fn default_clip_vis() -> String {
+    "RN50".into()
+}
+fn default_templates() -> Vec<String> {
+    vec!["This {} is {}".into()]
+}
+fn default_objects() -> Vec<String> {
+    vec!["object".into()]
+}
+fn default_classes() -> Vec<String> {
+    ["giant", "extremely close", "close", "not in distance", "a little remote", "far", "unseen"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_bins() -> Vec<f64> {
+    vec![1.00, 1.50, 2.00, 2.25, 2.50, 2.75, 3.00]
+}
+fn one() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+fn default_temperature() -> f64 {
+    0.1
+}
+fn default_logit_scale() -> f64 {
+    100.0
+}
+fn default_height() -> usize {
+    416
+}
+fn default_width() -> usize {
+    544
+}
+fn default_mean() -> [f32; 3] {
+    IMAGENET_MEAN
+}
+fn default_std() -> [f32; 3] {
+    IMAGENET_STD
+}
+fn default_vit_positions() -> VitPositions {
+    VitPositions::SequenceLinear
+}
+
+impl Default for DepthClipConfig {
+    fn default() -> Self {
+        Self::from_yaml_str("model_type: depthclip").unwrap_or_else(|e| unreachable!("the defaults are valid: {e}"))
+    }
+}
+
+/// Replacements for the prompt and bin settings (the node's parameters);
+/// `None` keeps the YAML's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptOverrides {
+    pub depth_templates: Option<Vec<String>>,
+    pub obj_classes: Option<Vec<String>>,
+    pub depth_classes: Option<Vec<String>>,
+    pub bin_list: Option<Vec<f64>>,
+    pub depth_scale: Option<f64>,
+    pub temperature: Option<f64>,
+}
+
+impl PromptOverrides {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl DepthClipConfig {
+    pub fn from_yaml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        let mut cfg = Self::from_yaml_str(&text).map_err(|message| Error::Config { path: path.to_owned(), message })?;
+        if let (Some(tok), Some(dir)) = (&cfg.tokenizer, path.parent()) {
+            if tok.is_relative() {
+                cfg.tokenizer = Some(dir.join(tok));
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn from_yaml_str(text: &str) -> std::result::Result<Self, String> {
+        let cfg: Self = serde_norway::from_str(text).map_err(|e| e.to_string().replace('\n', " "))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn apply(&mut self, overrides: &PromptOverrides) -> std::result::Result<(), String> {
+        let o = overrides.clone();
+        self.depth_templates = o.depth_templates.unwrap_or(std::mem::take(&mut self.depth_templates));
+        self.obj_classes = o.obj_classes.unwrap_or(std::mem::take(&mut self.obj_classes));
+        self.depth_classes = o.depth_classes.unwrap_or(std::mem::take(&mut self.depth_classes));
+        self.bin_list = o.bin_list.unwrap_or(std::mem::take(&mut self.bin_list));
+        self.depth_scale = o.depth_scale.unwrap_or(self.depth_scale);
+        self.temperature = o.temperature.unwrap_or(self.temperature);
+        self.validate()
+    }
+
+    /// Checks everything that does not depend on the weights; each message
+    /// names its key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.depth_templates.is_empty() {
+            return Err("depth_templates is empty: give at least one sentence template".into());
+        }
+        for (i, t) in self.depth_templates.iter().enumerate() {
+            if t.matches("{}").count() != 2 || t.replace("{}", "").contains(['{', '}']) {
+                return Err(format!(
+                    "depth_templates[{i}] {t:?} must contain exactly two {{}} (the object, then the distance) and no other braces"
+                ));
+            }
+        }
+        check_words("obj_classes", &self.obj_classes, 1)?;
+        check_words("depth_classes", &self.depth_classes, 2)?;
+        if self.bin_list.len() != self.depth_classes.len() {
+            return Err(format!(
+                "bin_list has {} depths but depth_classes has {} classes: give one bin per class",
+                self.bin_list.len(),
+                self.depth_classes.len()
+            ));
+        }
+        if let Some((i, b)) = self.bin_list.iter().enumerate().find(|(_, b)| !(b.is_finite() && **b > 0.0)) {
+            return Err(format!("bin_list[{i}] = {b} is not a positive depth in metres"));
+        }
+        for (key, v) in [("depth_scale", self.depth_scale), ("temperature", self.temperature), ("logit_scale", self.logit_scale)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{key} must be a positive number, got {v}"));
+            }
+        }
+        if self.input_height == 0 || self.input_width == 0 || self.input_height > 8192 || self.input_width > 8192 {
+            return Err(format!("input_height x input_width {}x{} must be in 1..=8192", self.input_height, self.input_width));
+        }
+        if let Some([l, t, r, b]) = self.crop {
+            if l >= r || t >= b {
+                return Err(format!("crop [{l}, {t}, {r}, {b}] is empty: it is [left, top, right, bottom] with left < right, top < bottom"));
+            }
+        }
+        if let Some((c, s)) = self.image_std.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {
+            return Err(format!("image_std[{c}] = {s} must be positive"));
+        }
+        if self.image_mean.iter().any(|m| !m.is_finite()) {
+            return Err("image_mean must be finite".into());
+        }
+        let (lo, hi) = self.depth_range();
+        if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo < hi) {
+            return Err(format!("min_depth {lo} / max_depth {hi} must satisfy 0 <= min_depth < max_depth"));
+        }
+        Ok(())
+    }
+
+    /// The bins in metres.
+    pub fn bins(&self) -> Vec<f64> {
+        self.bin_list.iter().map(|b| b * self.depth_scale).collect()
+    }
+
+    /// The output's clamp range: `min_depth`/`max_depth`, else the bins'.
+    pub fn depth_range(&self) -> (f64, f64) {
+        let bins = self.bins();
+        let lo = bins.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = bins.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lo = self.min_depth.unwrap_or(lo);
+        let hi = self.max_depth.unwrap_or(hi);
+        // One bin value for all classes still makes a (degenerate) range.
+        if self.min_depth.is_none() && self.max_depth.is_none() && lo == hi {
+            return (lo * 0.5, hi * 1.5);
+        }
+        (lo, hi)
+    }
+
+    /// Per distance class, every template x object sentence.
+    pub fn prompts(&self) -> Vec<Vec<String>> {
+        self.depth_classes
+            .iter()
+            .map(|class| {
+                self.depth_templates
+                    .iter()
+                    .flat_map(|t| self.obj_classes.iter().map(move |o| fill(t, o, class)))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// `template.format(object, distance)` for a template with two `{}`.
+fn fill(template: &str, object: &str, distance: &str) -> String {
+    let mut parts = template.splitn(3, "{}");
+    let (a, b, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    format!("{a}{object}{b}{distance}{c}")
+}
+
+fn check_words(key: &str, words: &[String], at_least: usize) -> std::result::Result<(), String> {
+    if words.len() < at_least {
+        return Err(format!("{key} has {} entries, it needs at least {at_least}", words.len()));
+    }
+    if let Some(i) = words.iter().position(|w| w.trim().is_empty()) {
+        return Err(format!("{key}[{i}] is empty"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(w) = words.iter().find(|w| !seen.insert(w.as_str())) {
+        return Err(format!("{key} lists {w:?} twice"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_release() {
+        let cfg = DepthClipConfig::default();
+        assert_eq!(cfg.prompts()[0], vec!["This object is giant".to_string()]);
+        assert_eq!(cfg.prompts()[6], vec!["This object is unseen".to_string()]);
+        assert_eq!(cfg.bins(), vec![1.0, 1.5, 2.0, 2.25, 2.5, 2.75, 3.0]);
+        assert_eq!((cfg.temperature, cfg.logit_scale), (0.1, 100.0));
+        assert_eq!((cfg.input_height, cfg.input_width), (416, 544));
+        assert_eq!(cfg.depth_range(), (1.0, 3.0));
+    }
+
+    #[test]
+    fn prompts_cross_templates_and_objects() {
+        let cfg = DepthClipConfig::from_yaml_str(
+            "depth_templates: ['This {} is {}', 'a {} that is {}.']\nobj_classes: [object, wall]\ndepth_classes: [near, far]\nbin_list: [1, 4]\ndepth_scale: 2",
+        )
+        .unwrap();
+        assert_eq!(cfg.prompts()[1], ["This object is far", "This wall is far", "a object that is far.", "a wall that is far."]);
+        assert_eq!(cfg.bins(), vec![2.0, 8.0]);
+    }
+
+    #[test]
+    fn bad_lists_name_their_key() {
+        let bad = |yaml: &str, key: &str| {
+            let err = DepthClipConfig::from_yaml_str(yaml).unwrap_err();
+            assert!(err.contains(key), "{yaml}: {err}");
+        };
+        bad("depth_templates: []", "depth_templates");
+        bad("depth_templates: ['only {}']", "depth_templates[0]");
+        bad("depth_templates: ['{} {} {}']", "depth_templates[0]");
+        bad("depth_classes: [near]\nbin_list: [1]", "depth_classes");
+        bad("bin_list: [1, 2]", "bin_list has 2");
+        bad("bin_list: [1, 2, 3, 4, 5, 6, -7]", "bin_list[6]");
+        bad("obj_classes: ['']", "obj_classes[0]");
+        bad("depth_classes: [near, near]\nbin_list: [1, 2]", "twice");
+        bad("temperature: 0", "temperature");
+        bad("crop: [10, 0, 5, 10]", "crop");
+        bad("image_std: [0.2, 0, 0.2]", "image_std[1]");
+    }
+
+    #[test]
+    fn overrides_replace_and_are_checked() {
+        let mut cfg = DepthClipConfig::default();
+        let o = PromptOverrides { depth_classes: Some(vec!["near".into(), "far".into()]), bin_list: Some(vec![0.5, 5.0]), ..Default::default() };
+        cfg.apply(&o).unwrap();
+        assert_eq!(cfg.prompts().len(), 2);
+        let o = PromptOverrides { bin_list: Some(vec![1.0]), ..Default::default() };
+        assert!(cfg.apply(&o).unwrap_err().contains("bin_list"));
+    }
+}

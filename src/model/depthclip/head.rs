@@ -1,0 +1,59 @@
+//! DepthCLIP's head: image tokens against the distance prompts' text
+//! features. Each token is L2-normalised, thinned to the text width (every
+//! s-th channel, the release's nearest-neighbour `F.interpolate` on the
+//! channel axis), compared with every class by a scaled dot product,
+//! softmaxed over the classes, and turned into depth as the
+//! probability-weighted sum of the bins.
+
+use candle_core::{DType, Result, Tensor, D};
+
+use crate::model::layers::softmax_last;
+
+#[derive(Debug, Clone)]
+pub struct DepthHead {
+    /// (E, K): one L2-normalised text feature per distance class.
+    text_features: Tensor,
+    /// (K, 1) depths in metres.
+    bins: Tensor,
+    /// logit_scale / temperature.
+    scale: f64,
+    channel_stride: usize,
+}
+
+impl DepthHead {
+    pub fn new(text_features: Tensor, bins: &[f64], scale: f64, channel_stride: usize) -> Result<Self> {
+        let device = text_features.device().clone();
+        let bins: Vec<f32> = bins.iter().map(|&b| b as f32).collect();
+        let k = bins.len();
+        Ok(Self {
+            text_features: text_features.to_dtype(DType::F32)?,
+            bins: Tensor::from_vec(bins, (k, 1), &device)?,
+            scale,
+            channel_stride,
+        })
+    }
+
+    /// (E, K) text features.
+    pub fn text_features(&self) -> &Tensor {
+        &self.text_features
+    }
+
+    /// Tokens (B, N, C) in any dtype -> depth (B, 1, gh, gw) in f32.
+    pub fn forward(&self, tokens: &Tensor, grid: (usize, usize)) -> Result<Tensor> {
+        let (b, n, c) = tokens.dims3()?;
+        if n != grid.0 * grid.1 {
+            candle_core::bail!("{n} tokens do not form a {}x{} grid", grid.0, grid.1);
+        }
+        let t = tokens.to_dtype(DType::F32)?;
+        let norm = t.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::INFINITY)?;
+        let mut f = t.broadcast_div(&norm)?;
+        let s = self.channel_stride;
+        if s > 1 {
+            f = f.reshape((b, n, c / s, s))?.narrow(3, 0, 1)?.squeeze(3)?;
+        }
+        let e = f.dim(2)?;
+        let logits = (f.contiguous()?.reshape((b * n, e))?.matmul(&self.text_features)? * self.scale)?;
+        let p = softmax_last(&logits)?;
+        p.matmul(&self.bins)?.reshape((b, 1, grid.0, grid.1))
+    }
+}

@@ -1,0 +1,172 @@
+//! The tensors of a TorchScript archive (`torch.jit.save`; OpenAI's CLIP
+//! releases such as `RN50.pt`), read without executing any TorchScript.
+//!
+//! The archive is a zip: `<name>/data.pkl` pickles the module tree (each
+//! module an object whose state is a dict of attributes: submodules,
+//! tensors, flags), tensors point at storages in `<name>/data/<key>`, and
+//! `<name>/code/` holds each module class's declaration, whose
+//! `__parameters__` and `__buffers__` lists say which tensor attributes
+//! belong to `state_dict()`. The result is the names and tensors
+//! `torch.jit.load(path).state_dict()` gives.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Seek};
+use std::path::Path;
+
+use candle_core::pickle::{Object, Stack, TensorInfo};
+use candle_core::{Device, Tensor};
+
+type Result<T> = std::result::Result<T, String>;
+
+/// Whether a zip checkpoint is a TorchScript archive (it has code or
+/// constants, which `torch.save` archives do not).
+pub fn is_torchscript(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    let Ok(zip) = zip::ZipArchive::new(std::io::BufReader::new(file)) else { return false };
+    let names: Vec<String> = zip.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
+    names.iter().any(|n| {
+        let inner = n.split_once('/').map(|(_, rest)| rest).unwrap_or(n);
+        inner.starts_with("code/") || inner == "constants.pkl"
+    })
+}
+
+/// Every parameter and buffer, under its `state_dict()` name, on the CPU.
+pub fn read_torchscript(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| format!("not a zip archive: {e}"))?;
+    let names: Vec<String> = zip.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
+    let data_pkl = names
+        .iter()
+        .filter(|n| n.ends_with("data.pkl"))
+        .min_by_key(|n| n.len())
+        .ok_or("the archive has no data.pkl")?
+        .clone();
+    let prefix = data_pkl.strip_suffix("data.pkl").unwrap_or("").to_string();
+    let declared = declarations(&mut zip, &names, &prefix);
+
+    let mut pickle = Vec::new();
+    zip.by_name(&data_pkl).map_err(|e| e.to_string())?.read_to_end(&mut pickle).map_err(|e| e.to_string())?;
+    let mut stack = Stack::empty();
+    stack.read_loop(&mut std::io::BufReader::new(&pickle[..])).map_err(|e| format!("data.pkl: {e}"))?;
+    let root = stack.finalize().map_err(|e| format!("data.pkl: {e}"))?;
+
+    let mut infos = Vec::new();
+    walk(root, "", &declared, &prefix, &mut infos)?;
+    if infos.is_empty() {
+        return Err("the TorchScript archive holds no parameters".into());
+    }
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut tensors = Vec::with_capacity(infos.len());
+    for info in infos {
+        if !storages.contains_key(&info.path) {
+            let mut bytes = Vec::new();
+            zip.by_name(&info.path)
+                .map_err(|e| format!("{}: storage {}: {e}", info.name, info.path))?
+                .read_to_end(&mut bytes)
+                .map_err(|e| e.to_string())?;
+            storages.insert(info.path.clone(), bytes);
+        }
+        let tensor = materialise(&info, &storages[&info.path])?;
+        tensors.push((info.name, tensor));
+    }
+    Ok(tensors)
+}
+
+/// Which attributes of each class are parameters or buffers, from the
+/// class declarations in `code/` (`module.path.Class` -> names).
+fn declarations<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, names: &[String], prefix: &str) -> HashMap<String, HashSet<String>> {
+    let mut out = HashMap::new();
+    let code = format!("{prefix}code/");
+    for name in names.iter().filter(|n| n.starts_with(&code) && n.ends_with(".py")) {
+        let module = name[code.len()..name.len() - 3].replace('/', ".");
+        let mut text = String::new();
+        if zip.by_name(name).ok().and_then(|mut f| f.read_to_string(&mut text).ok()).is_none() {
+            continue;
+        }
+        let mut class: Option<String> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("class ") {
+                let cls = rest.split(['(', ':']).next().unwrap_or("").trim().to_string();
+                class = Some(format!("{module}.{cls}"));
+                out.entry(format!("{module}.{cls}")).or_insert_with(HashSet::new);
+                continue;
+            }
+            let trimmed = line.trim_start();
+            for key in ["__parameters__", "__buffers__"] {
+                if let (Some(cls), Some(list)) = (&class, trimmed.strip_prefix(key)) {
+                    let entry = out.entry(cls.clone()).or_insert_with(HashSet::new);
+                    entry.extend(list.split('"').skip(1).step_by(2).map(String::from));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A module object: `Build { Reduce { Class }, Dict(attributes) }` ->
+/// (`module.path.Class`, attributes).
+fn as_module(obj: Object) -> Option<(String, Vec<(Object, Object)>)> {
+    let Object::Build { callable, args } = obj else { return None };
+    let (Object::Reduce { callable, .. }, Object::Dict(attrs)) = (*callable, *args) else { return None };
+    let Object::Class { module_name, class_name } = *callable else { return None };
+    module_name.starts_with("__torch__").then(|| (format!("{module_name}.{class_name}"), attrs))
+}
+
+fn walk(obj: Object, prefix: &str, declared: &HashMap<String, HashSet<String>>, archive: &str, out: &mut Vec<TensorInfo>) -> Result<()> {
+    let Some((class, attrs)) = as_module(obj) else { return Ok(()) };
+    let state = declared.get(&class);
+    for (key, value) in attrs {
+        let Object::Unicode(name) = key else { continue };
+        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let is_tensor = matches!(&value, Object::Reduce { .. });
+        if is_tensor {
+            // Without the class's declaration every tensor attribute is kept.
+            if state.is_some_and(|s| !s.contains(&name)) {
+                continue;
+            }
+            let dir = std::path::PathBuf::from(format!("{archive}data"));
+            match value.into_tensor_info(Object::Unicode(full.clone()), &dir) {
+                Ok(Some(info)) => out.push(info),
+                Ok(None) => {}
+                Err(e) => return Err(format!("{full}: {e}")),
+            }
+        } else {
+            walk(value, &full, declared, archive, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The tensor a (possibly strided) view of a storage describes, copied out.
+fn materialise(info: &TensorInfo, storage: &[u8]) -> Result<Tensor> {
+    let elem = info.dtype.size_in_bytes();
+    let dims = info.layout.dims().to_vec();
+    let strides = info.layout.stride().to_vec();
+    let start = info.layout.start_offset() / elem.max(1);
+    let count: usize = dims.iter().product();
+    if info.layout.is_contiguous() {
+        let at = start * elem;
+        let chunk = storage
+            .get(at..at + count * elem)
+            .ok_or_else(|| format!("{}: the tensor reaches past its storage ({} bytes)", info.name, storage.len()))?;
+        return Tensor::from_raw_buffer(chunk, info.dtype, &dims, &Device::Cpu).map_err(|e| format!("{}: {e}", info.name));
+    }
+    let mut bytes = Vec::with_capacity(count * elem);
+    let mut index = vec![0usize; dims.len()];
+    for _ in 0..count {
+        let offset = start + index.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>();
+        let at = offset * elem;
+        let chunk = storage
+            .get(at..at + elem)
+            .ok_or_else(|| format!("{}: the view reaches past its storage ({} bytes)", info.name, storage.len()))?;
+        bytes.extend_from_slice(chunk);
+        for d in (0..dims.len()).rev() {
+            index[d] += 1;
+            if index[d] < dims[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    Tensor::from_raw_buffer(&bytes, info.dtype, &dims, &Device::Cpu).map_err(|e| format!("{}: {e}", info.name))
+}
