@@ -4,7 +4,7 @@
 # exact depth (clip_depth dataset synth), train the small test model on
 # them (clip_depth train), evaluate it on held-out scenes (clip_depth eval:
 # the metrics table), then run clip_depth_node with the trained weights on
-# a synthetic camera stream and save demo-train-output/train_demo.png (RGB,
+# a synthetic camera stream and save demo-output/train/train_demo.png (RGB,
 # exact depth, predicted depth, both point clouds from above).
 #
 # The scenes are synthetic and the model's image encoder is the RANDOM-
@@ -15,7 +15,7 @@
 #
 #   scripts/demo-train.sh [--quick]     # --quick: fewer scenes and steps (a smoke run)
 #
-# Environment: OUT (default demo-train-output), COUNT (scenes, default
+# Environment: OUT (default demo-output/train), COUNT (scenes, default
 # 200), SIZE (default 160x120), EPOCHS (default 6).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -24,7 +24,7 @@ QUICK=0
 parse_flags "--quick" "$@"
 cd "$ROOT"
 
-OUT="${OUT:-demo-train-output}"
+OUT="${OUT:-demo-output/train}"
 COUNT="${COUNT:-200}"
 SIZE="${SIZE:-160x120}"
 EPOCHS="${EPOCHS:-6}"

@@ -7,7 +7,7 @@ them against the exact depth, and saves one picture per scene row: RGB,
 ground truth, predicted depth (one colour scale), and both point clouds
 seen from above (ground truth grey, prediction coloured).
 
-    python scripts/demo_train_stream.py --data DIR --out demo-train-output [--frames 4]
+    python scripts/demo_train_stream.py --data DIR --out demo-output/train [--frames 4]
 """
 
 import argparse
@@ -77,7 +77,7 @@ def cloud_xyz(msg):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--data', required=True, type=Path, help='a dataset written by clip_depth dataset synth')
-    ap.add_argument('--out', type=Path, default=Path('demo-train-output'))
+    ap.add_argument('--out', type=Path, default=Path('demo-output/train'))
     ap.add_argument('--frames', type=int, default=4)
     ap.add_argument('--max-depth', type=float, help='colour scale and top view range (default: the dataset max_depth)')
     ap.add_argument('--timeout', type=float, default=60.0, help='seconds to wait for each frame')
