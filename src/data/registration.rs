@@ -54,7 +54,7 @@ pub fn reproject(depth: &DepthImage, from: &Camera, to: &Camera, depth_to_colour
             let xc = r[0][0] * x + r[0][1] * y + r[0][2] * z + t[0];
             let yc = r[1][0] * x + r[1][1] * y + r[1][2] * z + t[1];
             let zc = r[2][0] * x + r[2][1] * y + r[2][2] * z + t[2];
-            if !(zc > 0.0) {
+            if zc.is_nan() || zc <= 0.0 {
                 continue;
             }
             let pu = (ti.fx * xc / zc + ti.cx + 0.5).floor();

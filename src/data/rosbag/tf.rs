@@ -22,7 +22,7 @@ impl Rigid {
     /// `None` for a zero or non-finite quaternion.
     pub fn from_translation_quaternion(t: [f64; 3], q: [f64; 4]) -> Option<Self> {
         let n = q.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if !(n.is_finite() && n > 1e-9) || !t.iter().all(|v| v.is_finite()) {
+        if !(n.is_finite() && n > 1e-9 && t.iter().all(|v| v.is_finite())) {
             return None;
         }
         let [x, y, z, w] = q.map(|v| v / n);

@@ -367,7 +367,7 @@ pub fn from_bag(opts: &FromBagOptions, warnings: &Warnings) -> Result<FromBagRep
         let mut pair_count = 0u64;
         let mut dispatch = |rgb: Stamped<Frame>, depth: Stamped<Frame>, inputs: &Inputs, report: &mut FromBagReport| {
             pair_count += 1;
-            if (pair_count - 1) % opts.every.max(1) as u64 != 0 {
+            if !(pair_count - 1).is_multiple_of(opts.every.max(1) as u64) {
                 report.thinned += 1;
                 return;
             }

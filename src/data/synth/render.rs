@@ -4,7 +4,7 @@
 //! with ambient light, one lamp or the sun, and a shadow ray.
 
 use super::scene::{Light, Pose, Scene, SceneKind};
-use super::shapes::{add, dot, norm, scale, sub, unit, Hit, V3};
+use super::shapes::{add, dot, norm, scale, sub, Hit, V3};
 use super::texture::Colour;
 use crate::geometry::PinholeIntrinsics;
 
@@ -126,9 +126,4 @@ pub fn render_depth(scene: &Scene, view: &View) -> Vec<f32> {
         }
     }
     depth
-}
-
-/// A unit vector along the pixel's ray (for tests and reprojection).
-pub fn ray_direction(view: &View, u: f64, v: f64) -> V3 {
-    unit(view.ray(u, v).1)
 }
