@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Training end to end, ending in real numbers: on a fresh machine, set up
-# ROS 2 Jazzy from PyPI wheels, build, make synthetic indoor scenes with
+# ROS 2 Jazzy from PyPI wheels, build, make synthetic street scenes with
 # exact depth (clip_depth dataset synth), train the small test model on
 # them (clip_depth train), evaluate it on held-out scenes (clip_depth eval:
 # the metrics table), then run clip_depth_node with the trained weights on
@@ -9,8 +9,8 @@
 #
 # The scenes are synthetic and the model's image encoder is the RANDOM-
 # WEIGHT test encoder (tests/fixtures/tiny_clip): only the decoder learns,
-# so expect figures near those of always guessing a room's typical depth
-# (printed alongside), not those of a trained CLIP. The pipeline is the one
+# so expect figures to beat, but not by far, always guessing a typical
+# depth (printed alongside), not those of a trained CLIP. The pipeline is the one
 # real data and weights take (README: "Your own data").
 #
 #   scripts/demo-train.sh [--quick]     # --quick: fewer scenes and steps (a smoke run)
