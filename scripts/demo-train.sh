@@ -9,8 +9,8 @@
 #
 # The scenes are synthetic and the model's image encoder is the RANDOM-
 # WEIGHT test encoder (tests/fixtures/tiny_clip): only the decoder learns,
-# so expect figures to beat, but not by far, always guessing a typical
-# depth (printed alongside), not those of a trained CLIP. The pipeline is the one
+# so expect figures that beat always guessing a typical depth (printed
+# alongside) but are not those of a trained CLIP. The pipeline is the one
 # real data and weights take (README: "Your own data").
 #
 #   scripts/demo-train.sh [--quick]     # --quick: fewer scenes and steps (a smoke run)
