@@ -102,6 +102,18 @@ impl ClipStateDict {
         Ok(dict)
     }
 
+    /// Tensors already under canonical names (generated, not read).
+    pub fn from_canonical(label: &str, tensors: Vec<(String, Tensor)>) -> Self {
+        let origin = tensors.iter().map(|(n, _)| (n.clone(), n.clone())).collect();
+        Self {
+            path: PathBuf::from(label),
+            layout: ClipLayout::HuggingFace,
+            tensors: tensors.into_iter().collect(),
+            origin,
+            ignored: Vec::new(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

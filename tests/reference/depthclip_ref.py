@@ -152,7 +152,11 @@ class ModifiedResNet(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention with PyTorch's packed in_proj / out_proj names."""
+    """Multi-head attention with PyTorch's packed in_proj / out_proj names;
+    the scores and softmax are PyTorch's scaled_dot_product_attention
+    (`explicit = True` spells them out: the same arithmetic)."""
+
+    explicit = False
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -166,11 +170,13 @@ class Attention(nn.Module):
         hd = d // self.heads
         q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
         q, k, v = (z.reshape(b, t, self.heads, hd).transpose(1, 2) for z in (q, k, v))
-        scores = (q / math.sqrt(hd)) @ k.transpose(-1, -2)
-        if causal:
-            mask = torch.full((t, t), float("-inf")).triu(1)
-            scores = scores + mask
-        y = torch.softmax(scores, dim=-1) @ v
+        if self.explicit:
+            scores = (q / math.sqrt(hd)) @ k.transpose(-1, -2)
+            if causal:
+                scores = scores + torch.full((t, t), float("-inf")).triu(1)
+            y = torch.softmax(scores, dim=-1) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
 
 

@@ -8,9 +8,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use clip_depth_ros::model::{BackboneConfig, DecoderConfig};
+use clip_depth_ros::estimator::{DepthModel, ModelFamily};
+use clip_depth_ros::model::depthclip::ClipArchitecture;
+use clip_depth_ros::model::text::ClipTokenizer;
+use clip_depth_ros::model::{BackboneConfig, DecoderConfig, DepthClip, DepthClipConfig};
 use clip_depth_ros::model::SpaceClip;
-use clip_depth_ros::weights::random_state_dict;
+use clip_depth_ros::weights::{random_clip_state_dict, random_state_dict};
 use clip_depth_ros::device::memory;
 use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, PixelFormat, StageTimings};
 
@@ -18,7 +21,9 @@ use crate::args::{parse_size, BackboneArgs, ModelArgs, RunArgs};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Training YAML; without --checkpoint the model gets random weights.
+    /// Model YAML (SPACE-CLIP training YAML or `model_type: depthclip`);
+    /// without --checkpoint the model gets random weights (DepthCLIP: of
+    /// the CLIP its `clip_vis` names, e.g. RN50, ViT-B/16, or --clip-config).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Real weights to time (needs --config).
@@ -71,11 +76,33 @@ fn load(args: &BenchArgs) -> Result<(DepthEstimator, &'static str)> {
         };
         return Ok((model.load()?, "checkpoint"));
     }
+    if let Some(config) = &args.config {
+        if ModelFamily::of_config(config)? == ModelFamily::DepthClip {
+            return Ok((random_depth_clip(config, args)?, "random"));
+        }
+    }
     let (backbone, decoder) = architecture(args.config.as_deref(), args.backbone.clip_config.as_deref(), &args.preset)?;
     let device = args.run.device.open()?;
     let vb = random_state_dict(&backbone, &decoder, 0)?.into_var_builder(args.run.dtype.0, &device);
     let model = SpaceClip::new(vb, &backbone, &decoder)?;
     Ok((DepthEstimator::from_model(model, device, args.run.dtype.0, args.preset.clone()), "random"))
+}
+
+/// DepthCLIP over a random CLIP of the architecture `clip_vis` names (or
+/// `--clip-config` describes); the text features come from random text
+/// weights too, which costs nothing at inference.
+fn random_depth_clip(config: &std::path::Path, args: &BenchArgs) -> Result<DepthEstimator> {
+    let cfg = DepthClipConfig::from_yaml_file(config)?;
+    let arch = match &args.backbone.clip_config {
+        Some(path) => ClipArchitecture::from_json_file(path)?,
+        None => ClipArchitecture::preset(&cfg.clip_vis).with_context(|| {
+            format!("clip_vis {:?} is not a known CLIP ({}); give --clip-config", cfg.clip_vis, ClipArchitecture::PRESETS.join(", "))
+        })?,
+    };
+    let device = args.run.device.open()?;
+    let vb = random_clip_state_dict(&arch, 0)?.into_var_builder(args.run.dtype.0, &device);
+    let model = DepthClip::new(vb, &cfg, &arch, &ClipTokenizer::openai())?;
+    Ok(DepthEstimator::from_depth_clip(model, device, args.run.dtype.0, format!("DepthCLIP {}", cfg.clip_vis)))
 }
 
 /// The architecture of random weights: the training YAML (or the official
@@ -176,12 +203,27 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     let peak = peak_rss_mib();
     let cfg = estimator.model().backbone_config();
+    let (in_w, in_h) = estimator.input_dims();
+    let model_desc = match estimator.model() {
+        DepthModel::SpaceClip(_) => format!(
+            "SPACE-CLIP, backbone hidden {} x {} layers, patch {}, input {}",
+            cfg.hidden_size, cfg.num_hidden_layers, cfg.patch_size, cfg.image_size
+        ),
+        DepthModel::DepthClip(m) => format!(
+            "{}, {}, input {in_w}x{in_h}{}",
+            estimator.model_name(),
+            m.architecture().image.describe(),
+            if m.config().flip_average { ", flip averaged" } else { "" }
+        ),
+    };
     if args.json {
         let doc = serde_json::json!({
             "device": args.run.device.to_string(),
             "dtype": args.run.dtype.to_string(),
             "threads": threads,
             "weights": weights,
+            "model": model_desc,
+            "input": [in_w, in_h],
             "backbone": {"hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers, "patch": cfg.patch_size, "image": cfg.image_size},
             "size": [w, h],
             "iters": iters,
@@ -198,12 +240,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "clip_depth bench: {} weights, backbone hidden {} x {} layers, patch {}, input {}; {w}x{h} frames, preprocessed on the {}; device {}, dtype {}, {threads} threads; {} iterations after {} warm-up",
+        "clip_depth bench: {} weights, {model_desc}; {w}x{h} frames, preprocessed on the {}; device {}, dtype {}, {threads} threads; {} iterations after {} warm-up",
         weights,
-        cfg.hidden_size,
-        cfg.num_hidden_layers,
-        cfg.patch_size,
-        cfg.image_size,
         if estimator.device_preprocessing() { "device" } else { "cpu" },
         args.run.device,
         args.run.dtype,

@@ -1,5 +1,7 @@
 //! `clip_depth inspect`: what a weight file holds, what architecture it
-//! implies, and (given the configs) exactly what does not match.
+//! implies, and (given the configs) exactly what does not match. A whole
+//! CLIP (what DepthCLIP reads: OpenAI TorchScript, OpenCLIP, Hugging Face)
+//! is recognised by its names, or by a `model_type: depthclip` config.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,8 +10,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
+use clip_depth_ros::estimator::ModelFamily;
+use clip_depth_ros::model::depthclip::{declare_towers, ClipArchitecture};
 use clip_depth_ros::model::{BackboneConfig, DecoderConfig};
-use clip_depth_ros::weights::{expected_tensors, infer_architecture, is_backbone, StateDict};
+use clip_depth_ros::weights::{expected_tensors, infer_architecture, is_backbone, record_tensors, ClipStateDict, StateDict};
 use clip_depth_ros::ModelFiles;
 
 use crate::args::BackboneArgs;
@@ -30,6 +34,18 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<ExitCode> {
+    let family = match &args.config {
+        Some(path) => Some(ModelFamily::of_config(path)?),
+        None => None,
+    };
+    if family != Some(ModelFamily::SpaceClip) {
+        // A whole CLIP is told by its names; anything else is a SPACE-CLIP file.
+        match ClipStateDict::from_file(&args.checkpoint) {
+            Ok(dict) if dict.has_text_tower() || family == Some(ModelFamily::DepthClip) => return inspect_clip(&args, dict),
+            Err(e) if family == Some(ModelFamily::DepthClip) => return Err(e.into()),
+            _ => {}
+        }
+    }
     let dict = StateDict::from_files(&args.checkpoint, args.backbone.clip_weights.as_deref())?;
     let tensors: BTreeMap<_, _> = dict.tensors().iter().collect();
     let backbone_count = tensors.keys().filter(|n| is_backbone(n)).count();
@@ -101,4 +117,60 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         println!("  unexpected  {name:<64} {:?}", shape.dims());
     }
     Ok(ExitCode::from(1))
+}
+
+/// A whole CLIP: its layout, tensors, architecture and the strict check.
+fn inspect_clip(args: &InspectArgs, dict: ClipStateDict) -> Result<ExitCode> {
+    let tensors: BTreeMap<_, _> = dict.tensors().iter().collect();
+    let params: usize = tensors.values().map(|t| t.elem_count()).sum();
+    println!(
+        "whole CLIP ({:?} names): {} tensors, {:.2} M parameters; {} stored tensors ignored (logit scale, BN counters, ...)",
+        dict.layout(),
+        tensors.len(),
+        params as f64 / 1e6,
+        dict.ignored().len()
+    );
+    if args.all {
+        for (name, t) in &tensors {
+            let stored = dict.stored_name(name);
+            let from = if &stored == *name { String::new() } else { format!("  <- {stored}") };
+            println!("  {name:<64} {:?} {:?}{from}", t.dims(), t.dtype());
+        }
+    }
+    let beside = |name: &str| args.checkpoint.parent().map(|d| d.join(name)).filter(|p| p.is_file());
+    let (arch, source) = match args.backbone.clip_config.clone().or_else(|| beside("open_clip_config.json")).or_else(|| beside("config.json")) {
+        Some(path) => (ClipArchitecture::from_json_file(&path)?, path.display().to_string()),
+        None => match ClipArchitecture::infer(&dict.shapes()) {
+            Ok(arch) => (arch, "the tensors (heads = width / 64)".to_string()),
+            Err(message) => {
+                println!("architecture: cannot tell ({message})");
+                return Ok(ExitCode::from(1));
+            }
+        },
+    };
+    println!(
+        "image tower: {}; text tower: width {}, {} layers, {} heads, vocabulary {}, context {}; joint width {} (from {source})",
+        arch.image.describe(),
+        arch.text.width,
+        arch.text.layers,
+        arch.text.heads,
+        arch.text.vocab_size,
+        arch.text.context_length,
+        arch.text.embed_dim
+    );
+    match arch.channel_stride() {
+        Ok(s) => println!("DepthCLIP reads every {} image channel(s) against the text space", s),
+        Err(m) => println!("DepthCLIP cannot use it: {m}"),
+    }
+    let expected = record_tensors(&dict.names(), |vb| declare_towers(vb, &arch))?;
+    match dict.check(&expected) {
+        Ok(()) => {
+            println!("check: all {} tensors the model needs are present with the right shapes", expected.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("check: MISMATCH: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

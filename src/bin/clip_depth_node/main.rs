@@ -1,4 +1,5 @@
-//! `clip_depth_node`: camera images in, SPACE-CLIP metric depth, camera_info
+//! `clip_depth_node`: camera images in, metric depth (SPACE-CLIP or
+//! DepthCLIP, as the model config's `model_type` says), camera_info
 //! and point clouds out (r2r + tokio). Start-up problems (bad parameter,
 //! missing or bad weights) end the process with exit code 2 and one line;
 //! bad frames at run time are skipped and the node carries on; if the
@@ -65,7 +66,7 @@ fn run() -> Result<Ended, String> {
     let settings = params.lock().map_err(|_| "parameter lock poisoned".to_string())?.0.validate()?;
 
     let t = Instant::now();
-    let estimator = DepthEstimator::load(&settings.files, settings.device, settings.dtype)
+    let estimator = DepthEstimator::load_with(&settings.files, &settings.overrides, settings.device, settings.dtype)
         .map_err(|e| format!("parameter {}: {e}", culprit_parameter(&e, &settings)))?;
     // Before anything is logged: a bad range is a start-up error (one line).
     let range = resolve_range(
@@ -204,6 +205,14 @@ fn culprit_parameter(err: &clip_depth_ros::Error, settings: &params::Settings) -
             "checkpoint"
         }
     };
+    // A prompt or bin list the parameters replaced is theirs to answer for.
+    if let Error::Config { path, message } = err {
+        if path == &files.config && !settings.overrides.prompts.is_empty() {
+            if let Some(param) = params::LIST_PARAMETERS.iter().chain(["depth_scale"].iter()).copied().find(|p| message.starts_with(p)) {
+                return param;
+            }
+        }
+    }
     match err {
         Error::Io { path, .. } | Error::Config { path, .. } | Error::Weights { path, .. } => by_path(path),
         Error::ModelConfig(_) => "model_config",

@@ -8,13 +8,27 @@ use std::time::Duration;
 use r2r::indexmap::IndexMap;
 use r2r::{Parameter, ParameterValue, QosProfile, RosParams};
 
+use clip_depth_ros::estimator::{ModelFamily, ModelOverrides};
 use clip_depth_ros::geometry::DepthEncoding;
+use clip_depth_ros::model::depthclip::PromptOverrides;
 use clip_depth_ros::{DeviceSpec, ModelDType, ModelFiles};
 
 #[derive(RosParams, Debug, Clone)]
 pub struct NodeParams {
-    /// SPACE-CLIP training YAML (decoder settings, depth range, backbone name)
+    /// Model YAML: a SPACE-CLIP training YAML, or DepthCLIP's (model_type: depthclip)
     pub model_config: String,
+    /// Model family, replacing the model config's model_type: space_clip or depthclip ("" = the config's)
+    pub model_type: String,
+    /// DepthCLIP: sentence templates with two {} (object, distance), a YAML list ("" = the config's)
+    pub depth_templates: String,
+    /// DepthCLIP: objects named in the prompts, a YAML list ("" = the config's)
+    pub obj_classes: String,
+    /// DepthCLIP: distance words, nearest first, a YAML list ("" = the config's)
+    pub depth_classes: String,
+    /// DepthCLIP: depth of each class in metres, a YAML list ("" = the config's)
+    pub bin_list: String,
+    /// DepthCLIP: factor on every bin (0 = the config's)
+    pub depth_scale: f64,
     /// Checkpoint: train.py .pt/.pth or a .safetensors state dict
     pub checkpoint: String,
     /// Separate HF CLIP model.safetensors for a decoder-only checkpoint ("" = none)
@@ -65,6 +79,12 @@ impl Default for NodeParams {
     fn default() -> Self {
         Self {
             model_config: String::new(),
+            model_type: String::new(),
+            depth_templates: String::new(),
+            obj_classes: String::new(),
+            depth_classes: String::new(),
+            bin_list: String::new(),
+            depth_scale: 0.0,
             checkpoint: String::new(),
             clip_weights: String::new(),
             clip_config: String::new(),
@@ -95,6 +115,8 @@ impl Default for NodeParams {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub files: ModelFiles,
+    /// The model family and DepthCLIP's prompts and bins, when set.
+    pub overrides: ModelOverrides,
     pub device: DeviceSpec,
     pub dtype: ModelDType,
     pub compressed: bool,
@@ -138,8 +160,48 @@ fn qos(param: &str, reliability: &str, depth_param: &str, depth: i64) -> Result<
     }
 }
 
+/// The parameters that hold lists. ROS has array parameters, which r2r's
+/// derived handler cannot declare; a YAML list written as one string (or,
+/// from a params file, a real array, see [`StartupOnly`]) stands for them.
+pub const LIST_PARAMETERS: [&str; 4] = ["depth_templates", "obj_classes", "depth_classes", "bin_list"];
+
+fn list<T: serde::de::DeserializeOwned>(param: &str, value: &str) -> Result<Option<Vec<T>>, String> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_norway::from_str::<Vec<T>>(value)
+        .map(Some)
+        .map_err(|e| format!("parameter {param} must be a list such as [\"a\", \"b\"] (YAML or a ROS array), got {value:?}: {}", e.to_string().replace('\n', " ")))
+}
+
 impl NodeParams {
+    /// The model family and prompt settings the parameters replace.
+    fn overrides(&self) -> Result<ModelOverrides, String> {
+        let model_type = match self.model_type.trim() {
+            "" => None,
+            name => Some(ModelFamily::parse(name).map_err(|e| format!("parameter model_type: {e}"))?),
+        };
+        let depth_scale = match self.depth_scale {
+            0.0 => None,
+            v if v.is_finite() && v > 0.0 => Some(v),
+            v => return Err(format!("parameter depth_scale must be positive (0 = the model config's), got {v}")),
+        };
+        let prompts = PromptOverrides {
+            depth_templates: list("depth_templates", &self.depth_templates)?,
+            obj_classes: list("obj_classes", &self.obj_classes)?,
+            depth_classes: list("depth_classes", &self.depth_classes)?,
+            bin_list: list("bin_list", &self.bin_list)?,
+            depth_scale,
+            temperature: None,
+        };
+        if !prompts.is_empty() && model_type == Some(ModelFamily::SpaceClip) {
+            return Err("parameters depth_templates/obj_classes/depth_classes/bin_list/depth_scale are DepthCLIP's; model_type is space_clip".into());
+        }
+        Ok(ModelOverrides { model_type, prompts })
+    }
+
     pub fn validate(&self) -> Result<Settings, String> {
+        let overrides = self.overrides()?;
         let files = ModelFiles {
             config: existing_file("model_config", &self.model_config, true)?.unwrap_or_default(),
             checkpoint: existing_file("checkpoint", &self.checkpoint, true)?.unwrap_or_default(),
@@ -178,6 +240,7 @@ impl NodeParams {
         }
         Ok(Settings {
             files,
+            overrides,
             device,
             dtype,
             compressed,
@@ -224,6 +287,20 @@ impl RosParams for StartupOnly {
         params: &mut IndexMap<String, Parameter>,
     ) -> r2r::Result<()> {
         // Start-up values (command line, params file) are applied here.
+        // List parameters given as ROS arrays become their YAML text.
+        for name in LIST_PARAMETERS {
+            if let Some(p) = params.get_mut(name) {
+                let text = match &p.value {
+                    ParameterValue::StringArray(v) => serde_json::to_string(v).ok(),
+                    ParameterValue::DoubleArray(v) => serde_json::to_string(v).ok(),
+                    ParameterValue::IntegerArray(v) => serde_json::to_string(v).ok(),
+                    _ => None,
+                };
+                if let Some(text) = text {
+                    p.value = ParameterValue::String(text);
+                }
+            }
+        }
         self.0.register_parameters(prefix, param, params)
     }
 
@@ -302,6 +379,37 @@ mod tests {
         assert_eq!(s.output_size, Some((320, 240)));
         assert_eq!(s.depth_encoding, DepthEncoding::U16Millimetres);
         assert_eq!((s.cloud_decimation, s.sync_window), (4, Duration::ZERO));
+    }
+
+    #[test]
+    fn depthclip_overrides_are_parsed_and_checked() {
+        let mut p = good();
+        p.model_type = "depthclip".into();
+        p.depth_classes = "[near, far]".into();
+        p.bin_list = "[1, 4.5]".into();
+        p.depth_scale = 2.0;
+        let s = p.validate().unwrap();
+        assert_eq!(s.overrides.model_type, Some(ModelFamily::DepthClip));
+        assert_eq!(s.overrides.prompts.depth_classes, Some(vec!["near".to_string(), "far".to_string()]));
+        assert_eq!(s.overrides.prompts.bin_list, Some(vec![1.0, 4.5]));
+        assert_eq!(s.overrides.prompts.depth_scale, Some(2.0));
+        assert!(good().validate().unwrap().overrides == ModelOverrides::default());
+        refused("model_type", |p| p.model_type = "midas".into());
+        refused("bin_list", |p| p.bin_list = "[1, far]".into());
+        refused("depth_templates", |p| p.depth_templates = "This {} is {}".into());
+        refused("depth_scale", |p| p.depth_scale = -1.0);
+    }
+
+    #[test]
+    fn ros_arrays_become_list_parameters() {
+        let mut params = StartupOnly(good());
+        let mut map = IndexMap::new();
+        map.insert("depth_classes".to_string(), Parameter::new(ParameterValue::StringArray(vec!["near".into(), "far".into()])));
+        map.insert("bin_list".to_string(), Parameter::new(ParameterValue::DoubleArray(vec![1.0, 3.0])));
+        params.register_parameters("", None, &mut map).unwrap();
+        let s = params.0.validate().unwrap();
+        assert_eq!(s.overrides.prompts.depth_classes.unwrap().len(), 2);
+        assert_eq!(s.overrides.prompts.bin_list, Some(vec![1.0, 3.0]));
     }
 
     #[test]

@@ -86,6 +86,37 @@ fn parse_activation(name: &str) -> std::result::Result<Activation, String> {
 }
 
 impl ClipArchitecture {
+    /// Names accepted by [`Self::preset`] (OpenAI's model names).
+    pub const PRESETS: [&'static str; 6] = ["RN50", "RN101", "RN50x4", "ViT-B/32", "ViT-B/16", "ViT-L/14"];
+
+    /// OpenAI's released CLIPs by name (`RN50`, `ViT-B/16`, also spelt
+    /// `ViT-B-16` or `openai/clip-vit-base-patch16`), for random-weight
+    /// timing; real weights bring their own shapes.
+    pub fn preset(name: &str) -> Option<Self> {
+        let lower = name.trim().to_ascii_lowercase();
+        // A hub name's organisation goes; "ViT-B/16" keeps its slash's digits.
+        let base = if lower.contains("clip-vit") { lower.rsplit('/').next().unwrap_or(&lower) } else { &lower };
+        let key: String = base.chars().filter(char::is_ascii_alphanumeric).collect();
+        let text = |width: usize, embed_dim: usize| TextConfig { width, heads: width / 64, intermediate_size: 4 * width, embed_dim, ..TextConfig::default() };
+        let resnet = |layers: [usize; 4], width: usize, out: usize, image_size: usize, text_width: usize| Self {
+            image: ImageTowerConfig::Resnet(ResnetConfig { layers, width, heads: width * 32 / 64, output_dim: out, image_size }),
+            text: text(text_width, out),
+        };
+        let vit = |vision: BackboneConfig, embed: usize, text_width: usize| Self {
+            image: ImageTowerConfig::Vit { vision, embed_dim: embed },
+            text: text(text_width, embed),
+        };
+        Some(match key.as_str() {
+            "rn50" => resnet([3, 4, 6, 3], 64, 1024, 224, 512),
+            "rn101" => resnet([3, 4, 23, 3], 64, 512, 224, 512),
+            "rn50x4" => resnet([4, 6, 10, 6], 80, 640, 288, 640),
+            "vitb32" | "clipvitbasepatch32" => vit(BackboneConfig::clip_vit_base_patch32(), 512, 512),
+            "vitb16" | "clipvitbasepatch16" => vit(BackboneConfig::clip_vit_base_patch16(), 512, 512),
+            "vitl14" | "clipvitlargepatch14" => vit(BackboneConfig::clip_vit_large_patch14(), 768, 768),
+            _ => return None,
+        })
+    }
+
     /// A Hugging Face `config.json` (a `CLIPModel`'s) or an OpenCLIP
     /// `open_clip_config.json`, told apart by their keys.
     pub fn from_json_file(path: &Path) -> Result<Self> {
@@ -329,6 +360,19 @@ mod tests {
         assert_eq!(arch.image.token_width(), 512);
         assert_eq!(arch.channel_stride().unwrap(), 1);
         assert_eq!(arch.image.stride(), 16);
+    }
+
+    #[test]
+    fn presets_by_openai_name() {
+        let rn50 = ClipArchitecture::preset("RN50").unwrap();
+        assert_eq!(rn50.channel_stride().unwrap(), 2);
+        assert_eq!(rn50.text.embed_dim, 1024);
+        for name in ["ViT-B/16", "ViT-B-16", "openai/clip-vit-base-patch16"] {
+            let arch = ClipArchitecture::preset(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!((arch.image.stride(), arch.image.token_width()), (16, 512), "{name}");
+        }
+        assert_eq!(ClipArchitecture::preset("ViT-L/14").unwrap().text.heads, 12);
+        assert!(ClipArchitecture::preset("RN42").is_none());
     }
 
     #[test]
