@@ -1,9 +1,18 @@
-"""Launch the clip_depth node (SPACE-CLIP monocular metric depth).
+"""Launch the clip_depth node (monocular metric depth: SPACE-CLIP, or
+DepthCLIP zero-shot with model_type:=depthclip).
 
     ros2 launch clip_depth_ros clip_depth.launch.py \
         image_topic:=/camera/color/image_raw \
         camera_info_topic:=/camera/color/camera_info \
         checkpoint:=/path/to/space_clip.safetensors
+
+    ros2 launch clip_depth_ros clip_depth.launch.py model_type:=depthclip \
+        checkpoint:=/path/to/RN50.pt depth_classes:='[near, close, far]' bin_list:='[0.5, 1.5, 4.0]'
+
+With model_type:=depthclip and no model_config (here or in params_file), the
+installed config/depthclip_nyu.yaml is the model config. The list arguments
+(depth_templates, obj_classes, depth_classes, bin_list) are YAML lists;
+templates hold braces, so quote each: depth_templates:='["This {} is {}"]'.
 
 Parameters come from params_file (default: the installed
 config/clip_depth.yaml); the model/device/output arguments below override it
@@ -16,6 +25,10 @@ the graph publishing nothing. (A start-up error, exit 2, would be retried
 too: fix the parameters.)
 """
 
+import os
+
+import yaml
+from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -23,7 +36,10 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 # Launch argument -> node parameter, applied only when the argument is non-empty.
-_STRING_OVERRIDES = ('model_config', 'checkpoint', 'clip_weights', 'clip_config', 'device', 'dtype')
+_STRING_OVERRIDES = ('model_config', 'checkpoint', 'clip_weights', 'clip_config', 'device', 'dtype', 'model_type',
+                     'depth_templates', 'obj_classes', 'depth_classes', 'bin_list')
+# Launch argument -> float node parameter, applied only when non-empty.
+_FLOAT_OVERRIDES = ('depth_scale',)
 # Boolean launch argument -> (node parameter, value when true, value when false).
 _BOOL_OVERRIDES = {
     'use_compressed': ('image_transport', 'compressed', 'raw'),
@@ -35,8 +51,16 @@ _ARGUMENTS = [
     ('image_topic', '/camera/image_raw',
      'Input sensor_msgs/Image topic (rectified). With use_compressed, <image_topic>/compressed is used.'),
     ('camera_info_topic', '/camera/camera_info', 'sensor_msgs/CameraInfo of the input image'),
-    ('model_config', '', 'SPACE-CLIP training YAML (overrides model_config)'),
-    ('checkpoint', '', 'SPACE-CLIP checkpoint, .pt/.pth or .safetensors (overrides checkpoint)'),
+    ('model_config', '', 'Model YAML: SPACE-CLIP training YAML or a DepthCLIP config (overrides model_config)'),
+    ('checkpoint', '', 'SPACE-CLIP checkpoint (.pt/.pth/.safetensors), or for DepthCLIP the whole CLIP '
+                       '(OpenAI RN50.pt, OpenCLIP or Hugging Face weights) (overrides checkpoint)'),
+    ('model_type', '', 'space_clip or depthclip (overrides the model config\'s model_type); depthclip without a '
+                       'model_config uses the installed config/depthclip_nyu.yaml'),
+    ('depth_templates', '', 'DepthCLIP prompt templates with two {} (object, distance), a YAML list'),
+    ('obj_classes', '', 'DepthCLIP objects named in the prompts, a YAML list'),
+    ('depth_classes', '', 'DepthCLIP distance words, nearest first, a YAML list'),
+    ('bin_list', '', 'DepthCLIP depth of each distance word in metres, a YAML list'),
+    ('depth_scale', '', 'DepthCLIP factor on every bin'),
     ('clip_weights', '', 'Hugging Face CLIP model.safetensors for a decoder-only checkpoint (overrides clip_weights)'),
     ('clip_config', '', 'Hugging Face config.json of the backbone (overrides clip_config)'),
     ('dtype', '', 'Model precision: f32, f16 or bf16 (overrides dtype)'),
@@ -49,6 +73,20 @@ _ARGUMENTS = [
     ('respawn', 'false', 'true: restart the node 2 s after it exits (it exits with 1 on an internal error)'),
     ('log_level', 'info', 'Node log level (debug, info, warn, error, fatal)'),
 ]
+
+
+def _params_file_sets(path, name):
+    """Whether the params file gives `name` a non-empty value."""
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    for block in doc.values() if isinstance(doc, dict) else ():
+        params = (block or {}).get('ros__parameters', {}) if isinstance(block, dict) else {}
+        if params.get(name) not in (None, ''):
+            return True
+    return False
 
 
 def _parse_bool(name, value):
@@ -68,6 +106,16 @@ def _launch_node(context, *args, **kwargs):
     for name, (param, when_true, when_false) in _BOOL_OVERRIDES.items():
         if arg(name) != '':
             overrides[param] = when_true if _parse_bool(name, arg(name)) else when_false
+    for name in _FLOAT_OVERRIDES:
+        if arg(name) != '':
+            try:
+                overrides[name] = float(arg(name))
+            except ValueError:
+                raise ValueError(f"launch argument {name}:={arg(name)!r} is not a number") from None
+    if (overrides.get('model_type', '').strip().lower() == 'depthclip' and 'model_config' not in overrides
+            and not _params_file_sets(arg('params_file'), 'model_config')):
+        overrides['model_config'] = os.path.join(get_package_share_directory('clip_depth_ros'),
+                                                 'config', 'depthclip_nyu.yaml')
 
     image_topic = arg('image_topic')
     parameters = [arg('params_file')]

@@ -326,7 +326,7 @@ impl DepthEstimator {
             Error::ModelConfig(message) => config_error(message),
             other => other,
         })?;
-        let name = format!("DepthCLIP {}", cfg.clip_vis);
+        let name = format!("DepthCLIP ({})", arch.image.describe());
         Ok(Self::from_depth_clip(model, device, dtype.0, name))
     }
 

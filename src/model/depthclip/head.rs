@@ -18,6 +18,10 @@ pub struct DepthHead {
     /// logit_scale / temperature.
     scale: f64,
     channel_stride: usize,
+    /// The smallest and largest bin: a weighted mean lies between them, and
+    /// is clamped there so that rounding never puts it a hair outside
+    /// (where a range test would call it too near or too far).
+    limits: (f32, f32),
 }
 
 impl DepthHead {
@@ -25,7 +29,9 @@ impl DepthHead {
         let device = text_features.device().clone();
         let bins: Vec<f32> = bins.iter().map(|&b| b as f32).collect();
         let k = bins.len();
+        let limits = (bins.iter().copied().fold(f32::INFINITY, f32::min), bins.iter().copied().fold(f32::NEG_INFINITY, f32::max));
         Ok(Self {
+            limits,
             text_features: text_features.to_dtype(DType::F32)?,
             bins: Tensor::from_vec(bins, (k, 1), &device)?,
             scale,
@@ -54,6 +60,6 @@ impl DepthHead {
         let e = f.dim(2)?;
         let logits = (f.contiguous()?.reshape((b * n, e))?.matmul(&self.text_features)? * self.scale)?;
         let p = softmax_last(&logits)?;
-        p.matmul(&self.bins)?.reshape((b, 1, grid.0, grid.1))
+        p.matmul(&self.bins)?.clamp(self.limits.0, self.limits.1)?.reshape((b, 1, grid.0, grid.1))
     }
 }
