@@ -338,3 +338,24 @@ fn clip_depth_infer_runs_depthclip() {
     assert_eq!(stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{stderr}");
     assert!(stderr.contains("bin_list") && !stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn reduced_precision_on_cuda_agrees_with_f32() {
+    if !candle_core::utils::cuda_is_available() || Device::new_cuda(0).is_err() {
+        eprintln!("skipped: no CUDA build or device");
+        return;
+    }
+    let (px, w, h) = frame();
+    let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
+    let keep = |d: &[f32]| d.iter().copied().filter(|v| v.is_finite()).collect::<Vec<_>>();
+    for (_, format, files) in formats() {
+        let reference = keep(&load(&files).estimate(&view, Some((160, 120))).unwrap().0.data);
+        for dtype in ["f32", "f16", "bf16"] {
+            let est = DepthEstimator::load(&files, DeviceSpec::Cuda(0), dtype.parse::<ModelDType>().unwrap()).unwrap();
+            let ours = keep(&est.estimate(&view, Some((160, 120))).unwrap().0.data);
+            let rel = rel_max_diff(&ours, &reference);
+            let bar = if dtype == "f32" { BAR } else { 1e-2 };
+            assert!(rel <= bar, "{format} cuda {dtype}: {rel:e}");
+        }
+    }
+}
