@@ -530,7 +530,7 @@ impl DepthEstimator {
             .zip(images.iter().zip(sizes))
             .map(|(map, (image, &(width, height)))| {
                 let region = geometry.region((image.width(), image.height()), (width, height));
-                DepthMap { width, height, data: geometry.place(map, gw, gh, (width, height), region, lo, hi) }
+                DepthMap { width, height, data: geometry.place(map, (gw, gh), (width, height), region, (lo, hi)) }
             })
             .collect();
         timings.resize = t.elapsed();

@@ -73,10 +73,11 @@ impl InputGeometry {
         Region { left, top, width: right - left, height: bottom - top }
     }
 
-    /// A (gh, gw) depth map as a `size` output map: resized into `region`,
-    /// clamped to [lo, hi], NaN elsewhere.
-    pub fn place(&self, grid: &[f32], gw: usize, gh: usize, size: (usize, usize), region: Region, lo: f32, hi: f32) -> Vec<f32> {
+    /// A `(gw, gh)` depth map as a `size` output map: resized into
+    /// `region`, clamped to `range`, NaN elsewhere.
+    pub fn place(&self, grid: &[f32], (gw, gh): (usize, usize), size: (usize, usize), region: Region, range: (f32, f32)) -> Vec<f32> {
         let (w, h) = size;
+        let (lo, hi) = range;
         let inner = resize_bilinear(grid, gw, gh, region.width, region.height, self.align_corners);
         if region == (Region { left: 0, top: 0, width: w, height: h }) {
             return inner.into_iter().map(|v| v.clamp(lo, hi)).collect();

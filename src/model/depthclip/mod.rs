@@ -96,7 +96,7 @@ impl DepthClip {
         arch.validate().map_err(Error::ModelConfig)?;
         let stride = arch.channel_stride().map_err(Error::ModelConfig)?;
         let step = arch.image.stride();
-        if cfg.input_height % step != 0 || cfg.input_width % step != 0 {
+        if !cfg.input_height.is_multiple_of(step) || !cfg.input_width.is_multiple_of(step) {
             return Err(Error::ModelConfig(format!(
                 "input_height x input_width {}x{} must be multiples of {step} (the image tower's {})",
                 cfg.input_height,

@@ -15,6 +15,9 @@ use crate::model::vision::encoder::Encoder;
 use crate::model::vision::patch_embedding::PatchEmbedding;
 use crate::model::BackboneConfig;
 
+/// The last resized position table and the grid it is for.
+type ResizedTable = Option<((usize, usize), Tensor)>;
+
 #[derive(Debug, Clone)]
 pub struct VitTokens {
     class_embedding: Tensor,
@@ -30,7 +33,7 @@ pub struct VitTokens {
     width: usize,
     patch: usize,
     /// The last resized table and its grid: frames all have one size.
-    resized: Arc<Mutex<Option<((usize, usize), Tensor)>>>,
+    resized: Arc<Mutex<ResizedTable>>,
 }
 
 impl VitTokens {
