@@ -17,5 +17,5 @@ pub mod weights;
 
 pub use device::{retain_freed_memory, tune_cpu_runtime, DeviceSpec, ModelDType};
 pub use error::{Error, Result};
-pub use estimator::{DepthEstimator, DepthMap, ModelFiles, StageTimings};
+pub use estimator::{DepthEstimator, DepthMap, DepthModel, ModelFamily, ModelFiles, ModelOverrides, StageTimings};
 pub use image::{ImageView, PixelFormat};

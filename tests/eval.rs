@@ -107,3 +107,38 @@ fn a_bad_config_value_or_missing_list_exits_2_with_one_line() {
         assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
     }
 }
+
+#[test]
+fn a_depthclip_model_is_evaluated_on_whole_frames_as_infer_sees_them() {
+    // The DepthCLIP fixture (ViT tower, no crop) with the rooms' evaluation keys.
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = std::fs::read_to_string("tests/fixtures/depthclip/vit/depthclip.yaml").unwrap();
+    for line in std::fs::read_to_string(CONFIG).unwrap().lines() {
+        if ["dataset:", "data_path", "gt_path", "filenames_file_eval:", "min_depth_eval:", "max_depth_eval:"].iter().any(|k| line.starts_with(k)) {
+            yaml.push_str(line);
+            yaml.push('\n');
+        }
+    }
+    let config = dir.path().join("depthclip_eval.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let checkpoint = "tests/fixtures/depthclip/vit/hf/model.safetensors";
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_clip_depth")).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let json = dir.path().join("m.json");
+    run(&["eval", "--config", config.to_str().unwrap(), "--checkpoint", checkpoint, "--json", json.to_str().unwrap()]);
+    let direct: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // The same frames through `clip_depth infer`, scored as saved predictions.
+    let preds = dir.path().join("pred");
+    std::fs::create_dir_all(&preds).unwrap();
+    let list = std::fs::read_to_string("tests/fixtures/train_data/val.txt").unwrap();
+    for (i, line) in list.lines().enumerate() {
+        let rgb = format!("tests/fixtures/train_data/{}", line.split_whitespace().next().unwrap().trim_start_matches('/'));
+        let out = preds.join(format!("{i:05}.npy"));
+        run(&["infer", "--config", config.to_str().unwrap(), "--checkpoint", checkpoint, "--input", &rgb, "--output", out.to_str().unwrap()]);
+    }
+    let via_infer = eval(&["--predictions", preds.to_str().unwrap()]);
+    close(&direct["metrics"], &via_infer, |_| 1e-9, "DepthCLIP");
+    assert!(direct["metrics"]["abs_rel"].as_f64().unwrap().is_finite());
+}

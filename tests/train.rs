@@ -412,6 +412,10 @@ fn wrong_settings_exit_2_with_one_line_naming_them() {
         assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
         assert!(err.contains(needle), "{extra:?}: {err}");
     }
+    // A zero-shot family has nothing to train.
+    let out = run(&["train", "--config", "tests/fixtures/depthclip/vit/depthclip.yaml", "--output-dir", dir]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("model_type depthclip"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub struct DataSpec {
     pub data_root: PathBuf,
     /// `None`: no ground truth (images only).
     pub gt_root: Option<PathBuf>,
+    /// The size images are brought to (0: evaluation keeps each image's own).
     pub input_height: usize,
     pub input_width: usize,
     /// The KITTI benchmark crop (352 x 1216, bottom centre), KITTI only.
@@ -264,7 +265,12 @@ impl DataSpec {
     /// nearest). Depth is optional.
     pub fn load_eval(&self, entry: &ListEntry, index: usize) -> Result<Sample, String> {
         let (pair, focal) = read_pair(self, entry, false)?;
-        let (tw, th) = (self.input_width, self.input_height);
+        // An input size of 0 keeps each image's own size.
+        let (tw, th) = if self.input_width == 0 || self.input_height == 0 {
+            (pair.rgb.width, pair.rgb.height)
+        } else {
+            (self.input_width, self.input_height)
+        };
         let resize = (pair.rgb.width, pair.rgb.height) != (tw, th);
         let depth = match pair.depth {
             Some((p, pw, ph)) => {

@@ -11,6 +11,7 @@ use serde_norway::Value;
 
 use crate::error::{Error, Result};
 pub use crate::eval::EvalCrop;
+use crate::estimator::ModelFamily;
 use crate::model::DecoderConfig;
 
 /// `aux_loss_weights`: one weight for every head, or one per head.
@@ -261,6 +262,17 @@ impl TrainConfig {
     pub fn load(path: &Path, overrides: &[String]) -> Result<(Self, DecoderConfig)> {
         let text = config_text(path, overrides)?;
         let wrap = |message: String| Error::Config { path: path.to_owned(), message };
+        // Only SPACE-CLIP has a trainable part so far.
+        let family = match serde_norway::from_str::<Value>(&text).ok().as_ref().and_then(|v| v.get("model_type")) {
+            Some(Value::String(name)) => ModelFamily::parse(name).map_err(wrap)?,
+            _ => ModelFamily::SpaceClip,
+        };
+        if family != ModelFamily::SpaceClip {
+            return Err(wrap(format!(
+                "model_type {} has nothing to train here (DepthCLIP is zero-shot); clip_depth train trains space_clip models",
+                format!("{family:?}").to_lowercase()
+            )));
+        }
         let train = Self::from_yaml_str(&text).map_err(wrap)?;
         let model = DecoderConfig::from_yaml_str(&text).map_err(wrap)?;
         Ok((train, model))

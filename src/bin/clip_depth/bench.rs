@@ -141,6 +141,14 @@ fn peak_rss_mib() -> Option<f64> {
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if args.train {
         clip_depth_ros::retain_freed_memory();
+        if let Some(config) = &args.config {
+            let family = clip_depth_ros::estimator::ModelFamily::of_config(config)?;
+            anyhow::ensure!(
+                family == clip_depth_ros::estimator::ModelFamily::SpaceClip,
+                "--train: {} is a {family:?} model, which has nothing to train",
+                config.display()
+            );
+        }
         let (backbone, decoder) = architecture(args.config.as_deref(), args.backbone.clip_config.as_deref(), &args.preset)?;
         anyhow::ensure!(args.batch.len() <= 1, "--train times one batch size");
         let bench = crate::bench_train::TrainBench {

@@ -20,7 +20,9 @@ use clip_depth_ros::eval::{EvalConfig, EvalCrop, Metrics, RunningMetrics, NAMES}
 use clip_depth_ros::image::preprocess::Preprocessor;
 use clip_depth_ros::progress::Progress;
 use clip_depth_ros::train::config::config_text;
-use clip_depth_ros::{DepthEstimator, ModelFiles};
+use clip_depth_ros::data::sample::{flip_rgb, Rgb};
+use clip_depth_ros::estimator::ModelFamily;
+use clip_depth_ros::{DepthEstimator, ImageView, ModelFiles, PixelFormat};
 
 use crate::args::{BackboneArgs, RunArgs};
 
@@ -79,17 +81,36 @@ fn flip_tensor(x: &Tensor) -> candle_core::Result<Tensor> {
     x.index_select(&Tensor::from_vec((0..w as u32).rev().collect::<Vec<_>>(), w, x.device())?, 3)
 }
 
-/// The prediction for one sample at its own size, unclamped.
+/// The prediction for one sample at its own size, unclamped. SPACE-CLIP
+/// takes the loader's exact input tensor (mirrored as a tensor for flip
+/// TTA, as the authors do); other families prepare the processed image
+/// their own way (DepthCLIP: its crop and size), mirrored as an image.
 fn predict(estimator: &DepthEstimator, sample: &Sample, flip: bool) -> Result<Vec<f32>> {
-    let s = estimator.input_size();
-    let pixels = Tensor::from_vec(sample.pixels.clone(), (1, 3, s, s), &Device::Cpu)?;
     let size = (sample.width, sample.height);
-    let mut depth = estimator.depth_from_pixels(&pixels, size, false)?.remove(0).data;
-    if flip {
-        let mirrored = estimator.depth_from_pixels(&flip_tensor(&pixels)?, size, false)?.remove(0).data;
-        let back = flip_width(&mirrored, sample.width);
-        depth.iter_mut().zip(back).for_each(|(a, b)| *a = 0.5 * (*a + b));
+    let raw = |rgb: &[u8]| -> Result<Vec<f32>> {
+        let view = ImageView::packed(rgb, sample.width, sample.height, PixelFormat::Rgb8)?;
+        Ok(estimator.estimate_sized_raw(&[view], &[size])?.0.remove(0).data)
+    };
+    let mut depth;
+    let mirrored;
+    if estimator.family() == ModelFamily::SpaceClip {
+        let s = estimator.input_size();
+        let pixels = Tensor::from_vec(sample.pixels.clone(), (1, 3, s, s), &Device::Cpu)?;
+        depth = estimator.depth_from_pixels(&pixels, size, false)?.remove(0).data;
+        if !flip {
+            return Ok(depth);
+        }
+        mirrored = estimator.depth_from_pixels(&flip_tensor(&pixels)?, size, false)?.remove(0).data;
+    } else {
+        depth = raw(&sample.rgb)?;
+        if !flip {
+            return Ok(depth);
+        }
+        let rgb = Rgb { data: sample.rgb.clone(), width: sample.width, height: sample.height };
+        mirrored = raw(&flip_rgb(&rgb).data)?;
     }
+    let back = flip_width(&mirrored, sample.width);
+    depth.iter_mut().zip(back).for_each(|(a, b)| *a = 0.5 * (*a + b));
     Ok(depth)
 }
 
@@ -122,19 +143,21 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         None => None,
     };
     let preprocessor = match &estimator {
-        Some(e) => {
-            let b = e.model().backbone_config();
-            Preprocessor::new(b.image_size, b.image_mean, b.image_std)
-        }
+        Some(e) => e.preprocessor().clone(),
         // Saved predictions: the model input is not needed, only the image.
         None => Preprocessor::new(16, [0.0; 3], [1.0; 3]),
     };
+    // SPACE-CLIP configs give the dataset's image size (the authors' eval
+    // resizes to it); a DepthCLIP config's input size is its tower's, and
+    // the model takes whole frames (its crop is its own).
+    let frames_as_they_are = estimator.as_ref().is_some_and(|e| e.family() != ModelFamily::SpaceClip);
+    let (input_width, input_height) = if frames_as_they_are { (0, 0) } else { (cfg.input_width, cfg.input_height) };
     let spec = DataSpec {
         dataset: cfg.dataset.to_ascii_lowercase(),
         data_root: cfg.data_root(),
         gt_root: cfg.gt_root(),
-        input_height: cfg.input_height,
-        input_width: cfg.input_width,
+        input_height,
+        input_width,
         kb_crop: cfg.do_kb_crop,
         nyu_crop: cfg.do_nyu_crop_eval,
         rotate_degree: None,
