@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 
-use super::avx512::{self, winograd_plane, Winograd3x3, WINOGRAD_READ_SLACK};
+use super::avx512::{self, winograd_plane, Epilogue, PackedLinear, Winograd3x3, WINOGRAD_READ_SLACK};
 use super::gemm::{matmul, MatRef};
 use super::{contiguous_f32, is_cpu_f32};
 
@@ -158,6 +158,15 @@ impl CpuConv {
     /// to the caller's epilogue.
     fn image(&self, x: &[f32], h: usize, w: usize, relu: bool, scratch: &mut Scratch, out: &mut [f32]) -> bool {
         if let Kernel::Pointwise(wt) = &self.kernel {
+            if avx512::available() && h * w >= 48 {
+                // The AVX-512 panel kernel with the map as its packed
+                // operand (the GEMM crate's FMA kernel runs at half its rate).
+                let packed = PackedLinear::from_columns(x, self.c_in, h * w);
+                scratch.acc.clear();
+                scratch.acc.resize(h * w, 0.0);
+                packed.forward(wt, self.c_out, &scratch.acc, Epilogue::None, out);
+                return false;
+            }
             let lhs = MatRef::dense(wt, self.c_out, self.c_in);
             matmul(lhs, MatRef::dense(x, self.c_in, h * w), out, h * w, false);
             return false;

@@ -9,6 +9,7 @@ pub mod conv;
 pub mod conv_transpose;
 pub mod gemm;
 pub mod linear;
+pub mod pool;
 pub mod resize;
 pub mod train;
 

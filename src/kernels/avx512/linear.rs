@@ -35,6 +35,21 @@ impl PackedLinear {
         Self { n, k, panels }
     }
 
+    /// Packs `W = x^T` for a row-major `x` of k rows and n columns: a 1x1
+    /// convolution's input (C_in, H W) read as the "weights" of
+    /// `W_conv x`, so the same kernel computes it with rows = C_out.
+    pub fn from_columns(x: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(x.len(), n * k, "packed input size");
+        let mut panels = vec![0f32; n.div_ceil(NB) * k * NB];
+        for p in 0..n.div_ceil(NB) {
+            let (c0, cols) = (p * NB, NB.min(n - p * NB));
+            for kk in 0..k {
+                panels[(p * k + kk) * NB..(p * k + kk) * NB + cols].copy_from_slice(&x[kk * n + c0..kk * n + c0 + cols]);
+            }
+        }
+        Self { n, k, panels }
+    }
+
     pub fn out_features(&self) -> usize {
         self.n
     }

@@ -11,6 +11,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
 use crate::kernels::conv::Conv;
+use crate::kernels::pool::{add_relu, avg_pool};
 use crate::model::layers::{conv2d_bn, softmax_last, Linear};
 
 /// PyTorch's BatchNorm2d epsilon (not stored in checkpoints).
@@ -94,7 +95,7 @@ impl Stem {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.conv1.forward_relu(x)?;
         let x = self.conv2.forward_relu(&x)?;
-        self.conv3.forward_relu(&x)?.avg_pool2d(2)
+        avg_pool(&self.conv3.forward_relu(&x)?, 2)
     }
 }
 
@@ -130,15 +131,15 @@ impl Bottleneck {
         let y = self.conv1.forward_relu(x)?;
         let mut y = self.conv2.forward_relu(&y)?;
         if self.stride > 1 {
-            y = y.avg_pool2d(self.stride)?;
+            y = avg_pool(&y, self.stride)?;
         }
         let y = self.conv3.forward(&y)?;
         let shortcut = match &self.downsample {
-            Some(conv) if self.stride > 1 => conv.forward(&x.avg_pool2d(self.stride)?)?,
+            Some(conv) if self.stride > 1 => conv.forward(&avg_pool(x, self.stride)?)?,
             Some(conv) => conv.forward(x)?,
             None => x.clone(),
         };
-        (y + shortcut)?.relu()
+        add_relu(&y, &shortcut)
     }
 }
 
