@@ -50,7 +50,7 @@ PY_VER=3.11
 
 # Message packages r2r generates Rust types for: what the node uses plus what
 # r2r itself needs. Narrowing this keeps r2r's build short.
-IDL_PACKAGE_FILTER_VALUE='std_msgs;sensor_msgs;builtin_interfaces;geometry_msgs;rcl_interfaces;action_msgs;unique_identifier_msgs;lifecycle_msgs;type_description_interfaces;service_msgs;clip_depth_msgs'
+IDL_PACKAGE_FILTER_VALUE='std_msgs;sensor_msgs;builtin_interfaces;geometry_msgs;rcl_interfaces;action_msgs;unique_identifier_msgs;lifecycle_msgs;type_description_interfaces;service_msgs;diagnostic_msgs;clip_depth_msgs'
 
 APT_PACKAGES=(cmake make gcc g++ libclang-dev python3.11 python3.11-venv libpython3.11 libpython3.11-dev)
 

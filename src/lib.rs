@@ -10,6 +10,7 @@ pub mod geometry;
 pub mod image;
 pub mod kernels;
 pub mod model;
+pub mod node;
 pub mod progress;
 pub mod rng;
 pub mod train;
