@@ -1,14 +1,26 @@
-"""Parameters are read once at start, so clip_depth_node refuses to change
-them at run time: `ros2 param set` (the SetParameters service, called here
-through rclpy's parameter client) fails with a reason, and the value the
-node reports stays the one it runs with."""
+"""`ros2 param set` (the SetParameters service, called here through rclpy's
+parameter client) on clip_depth_node while it runs:
+
+- start-up parameters (model, device, cameras, topics, QoS) are refused with
+  a reason naming the parameter as read-only, and keep their value;
+- live parameters (ranges, output size, cloud decimation, which outputs are
+  published) take effect on the next frame;
+- a bad live value is refused with a reason naming the parameter, and the
+  old value stays (reported and used).
+
+Expected depth after a range change is computed here from the depth the
+node published for the same image before the change.
+"""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
+
+from ros_messages import image_to_array, make_camera_info, pattern_image
 
 
 def _wait(future, timeout=10.0):
@@ -19,18 +31,110 @@ def _wait(future, timeout=10.0):
     return future.result()
 
 
-def test_setting_a_parameter_at_run_time_is_refused_with_the_reason(depth_rig):
-    rig = depth_rig(collect=('depth', 'stats'), params={'cloud_decimation': 2})
+def _client(rig):
     client = AsyncParameterClient(rig.peer.node, '/clip_depth')
     assert client.wait_for_services(timeout_sec=10.0)
-    changes = [Parameter('device', value='cuda:0'), Parameter('cloud_decimation', value=4),
-               Parameter('max_range', value=5.0)]
-    results = _wait(client.set_parameters(changes)).results
-    assert len(results) == len(changes)
-    for change, result in zip(changes, results):
-        assert not result.successful, f'{change.name} was accepted'
-        assert change.name in result.reason and 'read-only' in result.reason, result.reason
-    values = _wait(client.get_parameters(['device', 'cloud_decimation'])).values
-    assert (values[0].string_value, values[1].integer_value) == ('cpu', 2)
+    return client
+
+
+def _set(client, **values):
+    changes = [Parameter(name, value=value) for name, value in values.items()]
+    return _wait(client.set_parameters(changes)).results
+
+
+def _get(client, *names):
+    return [Parameter.from_parameter_msg(_named(n, v)).value
+            for n, v in zip(names, _wait(client.get_parameters(list(names))).values)]
+
+
+def _named(name, value):
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    return ParameterMsg(name=name, value=value)
+
+
+def test_start_up_parameters_are_refused_as_read_only(depth_rig):
+    rig = depth_rig(collect=('depth', 'stats'))
+    client = _client(rig)
+    for name, value in [('device', 'cuda:0'), ('model_config', '/nonexistent.yaml'),
+                        ('image_transport', 'compressed'), ('cameras', '[a, b]'),
+                        ('input_reliability', 'reliable')]:
+        result = _set(client, **{name: value})[0]
+        assert not result.successful, f'{name} was accepted'
+        assert name in result.reason and 'read-only' in result.reason, result.reason
+    assert _get(client, 'device', 'image_transport') == ['cpu', 'raw']
     rig.frame(width=64, height=48, expect=('depth', 'stats'))   # still working
+    assert rig.close() == 0
+
+
+def test_live_range_change_applies_to_the_next_frame(depth_rig):
+    rig = depth_rig(collect=('depth', 'stats'))
+    client = _client(rig)
+    image = pattern_image(64, 48)
+    before = image_to_array(rig.frame(image, expect=('depth',)).depth).astype(np.float64)
+    finite = before[np.isfinite(before)]
+    assert finite.size > 100 and np.ptp(finite) > 0, 'the tiny model gives a spread of depths'
+    max_range = float(np.median(finite))
+    min_range = float(np.quantile(finite, 0.1))
+    results = _set(client, max_range=max_range, min_range=min_range)
+    assert all(r.successful for r in results), [r.reason for r in results]
+    assert _get(client, 'max_range', 'min_range') == [max_range, min_range]
+    after = image_to_array(rig.frame(image, expect=('depth',)).depth).astype(np.float64)
+    # REP 117 on the same model output: beyond max -> +Inf, nearer than min -> -Inf.
+    want = before.copy()
+    want[before > max_range] = np.inf
+    want[before < min_range] = -np.inf
+    assert np.isposinf(after).sum() > 0 and np.isneginf(after).sum() > 0
+    np.testing.assert_array_equal(np.isposinf(after), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(after), np.isneginf(want))
+    keep = np.isfinite(want)
+    np.testing.assert_allclose(after[keep], want[keep], rtol=0, atol=1e-6)
+    assert rig.close() == 0
+
+
+def test_live_output_size_decimation_and_outputs(depth_rig):
+    rig = depth_rig(collect=('depth', 'info', 'points', 'stats', 'colormap'),
+                    params={'cloud_decimation': 2})
+    client = _client(rig)
+    out = rig.frame(width=64, height=48, expect=('depth', 'points'))
+    assert (out.points.width, out.points.height) == (32, 24)
+    assert all(r.successful for r in _set(client, cloud_decimation=4, output_width=32, publish_colormap=True))
+    out = rig.frame(width=64, height=48, expect=('depth', 'info', 'points', 'colormap'))
+    assert (out.depth.width, out.depth.height) == (32, 24), 'height follows the camera aspect'
+    assert (out.info.width, out.info.height) == (32, 24)
+    assert (out.points.width, out.points.height) == (8, 6)
+    assert all(r.successful for r in _set(client, publish_cloud=False, publish_colormap=False))
+    out = rig.frame(width=64, height=48, expect=('depth', 'info', 'stats'))
+    rig.assert_nothing(out.header, ('points', 'colormap'))
+    assert rig.close() == 0
+
+
+def test_bad_live_values_are_refused_and_the_old_value_kept(depth_rig):
+    rig = depth_rig(collect=('depth', 'points', 'stats'), params={'cloud_decimation': 2, 'max_range': 8.0})
+    client = _client(rig)
+    for name, value in [('cloud_decimation', 0), ('cloud_decimation', -3), ('max_range', -1.0),
+                        ('min_range', 9.0),            # above max_range
+                        ('max_range', 500.0),          # beyond the model's range
+                        ('output_width', -5), ('batch_window_ms', -1.0),
+                        ('max_range', 'far'), ('publish_cloud', 3)]:
+        result = _set(client, **{name: value})[0]
+        assert not result.successful, f'{name}={value!r} was accepted'
+        assert name in result.reason, result.reason
+    assert _get(client, 'cloud_decimation', 'max_range', 'publish_cloud') == [2, 8.0, True]
+    out = rig.frame(width=64, height=48, expect=('depth', 'points', 'stats'))
+    assert (out.points.width, out.points.height) == (32, 24), 'still decimation 2'
+    depth = image_to_array(out.depth)
+    assert not (depth[np.isfinite(depth)] > 8.0).any(), 'still max_range 8'
+    assert rig.close() == 0
+
+
+def test_an_integer_for_a_double_parameter_is_taken(depth_rig):
+    """`ros2 param set /clip_depth max_range 5` sends an integer."""
+    rig = depth_rig(collect=('depth', 'stats'))
+    client = _client(rig)
+    result = _set(client, max_range=5)[0]
+    assert result.successful, result.reason
+    assert _get(client, 'max_range') == [5.0]
+    info = make_camera_info(64, 48)
+    depth = image_to_array(rig.frame(width=64, height=48, info=info, expect=('depth',)).depth)
+    assert not (depth[np.isfinite(depth)] > 5.0).any()
     assert rig.close() == 0

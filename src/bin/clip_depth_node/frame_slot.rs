@@ -1,6 +1,8 @@
-//! The hand-over between the ROS callbacks and the inference thread: one
-//! slot for the newest frame (a frame replaced before it was taken is
-//! counted as dropped, never queued) and a bounded camera_info cache.
+//! The hand-over between the ROS callbacks and the inference thread: per
+//! camera, one slot for the newest frame (a frame replaced before it was
+//! taken is counted as dropped, never queued), a bounded camera_info cache,
+//! and the camera's health counters; plus what the diagnostics report about
+//! the forward passes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -8,6 +10,8 @@ use std::time::Instant;
 
 use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image};
 use r2r::std_msgs::msg::Header;
+
+use clip_depth_ros::node::CameraHealth;
 
 use crate::camera_sync::{stamp_ns, CameraInfoCache};
 
@@ -33,11 +37,26 @@ impl Frame {
 /// How many camera_infos are kept for stamp matching (about 1 s at 30 Hz).
 const CAMERA_INFO_HISTORY: usize = 32;
 
-pub struct State {
+pub struct CameraSlot {
     pub frame: Option<Frame>,
     pub infos: CameraInfoCache<CameraInfo>,
-    pub received: u64,
-    pub dropped_stale: u64,
+    pub health: CameraHealth,
+    /// The frame_id of the last image (the hardware id in /diagnostics).
+    pub frame_id: String,
+}
+
+/// The forward passes so far.
+#[derive(Debug, Default, Clone)]
+pub struct BatchCounters {
+    pub batches: u64,
+    pub frames: u64,
+    pub last_size: usize,
+    pub last_forward_ms: f32,
+}
+
+pub struct State {
+    pub cameras: Vec<CameraSlot>,
+    pub batches: BatchCounters,
 }
 
 pub struct Shared {
@@ -47,13 +66,19 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new() -> Self {
+    pub fn new(cameras: usize) -> Self {
+        let started = Instant::now();
         Self {
             state: Mutex::new(State {
-                frame: None,
-                infos: CameraInfoCache::new(CAMERA_INFO_HISTORY),
-                received: 0,
-                dropped_stale: 0,
+                cameras: (0..cameras)
+                    .map(|_| CameraSlot {
+                        frame: None,
+                        infos: CameraInfoCache::new(CAMERA_INFO_HISTORY),
+                        health: CameraHealth::new(started),
+                        frame_id: String::new(),
+                    })
+                    .collect(),
+                batches: BatchCounters::default(),
             }),
             wake: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -66,24 +91,32 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn put_frame(&self, payload: Payload) {
+    pub fn put_frame(&self, camera: usize, payload: Payload) {
         let frame = Frame { payload, received: Instant::now() };
         let mut state = self.lock();
-        state.received += 1;
-        if state.frame.replace(frame).is_some() {
-            state.dropped_stale += 1;
+        let slot = &mut state.cameras[camera];
+        slot.health.image_received(frame.received);
+        if slot.frame_id != frame.header().frame_id {
+            slot.frame_id = frame.header().frame_id.clone();
+        }
+        if slot.frame.replace(frame).is_some() {
+            slot.health.dropped_stale += 1;
         }
         drop(state);
         self.wake.notify_all();
     }
 
-    pub fn put_camera_info(&self, info: CameraInfo) {
+    pub fn put_camera_info(&self, camera: usize, info: CameraInfo) {
         let stamp = stamp_ns(info.header.stamp.sec, info.header.stamp.nanosec);
-        self.lock().infos.push(stamp, info);
+        let mut state = self.lock();
+        let slot = &mut state.cameras[camera];
+        slot.health.camera_info_received(Instant::now());
+        slot.infos.push(stamp, info);
+        drop(state);
         self.wake.notify_all();
     }
 
-    /// Waits on the slot's condition (new frame, new camera_info, shutdown)
+    /// Waits on the slots' condition (new frame, new camera_info, shutdown)
     /// until `deadline`.
     pub fn wait_until<'a>(&self, guard: MutexGuard<'a, State>, deadline: Instant) -> MutexGuard<'a, State> {
         let timeout = deadline.saturating_duration_since(Instant::now());

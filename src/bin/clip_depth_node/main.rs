@@ -1,12 +1,15 @@
 //! `clip_depth_node`: camera images in, metric depth (SPACE-CLIP or
 //! DepthCLIP, as the model config's `model_type` says), camera_info
-//! and point clouds out (r2r + tokio). Start-up problems (bad parameter,
-//! missing or bad weights) end the process with exit code 2 and one line;
-//! bad frames at run time are skipped and the node carries on; if the
-//! inference or ROS thread dies anyway, the process exits with code 1 so
-//! that a supervisor (a launch file's `respawn`) can restart it.
+//! and point clouds out (r2r + tokio), for one camera or several sharing
+//! one model (`cameras`: each camera's newest frames go through the model
+//! together). Health per camera on `/diagnostics`. Start-up problems (bad
+//! parameter, missing or bad weights) end the process with exit code 2 and
+//! one line; bad frames at run time are skipped and the node carries on; if
+//! the inference or ROS thread dies anyway, the process exits with code 1
+//! so that a supervisor (a launch file's `respawn`) can restart it.
 
 mod camera_sync;
+mod diagnostics;
 mod frame_slot;
 mod messages;
 mod params;
@@ -20,16 +23,20 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use r2r::clip_depth_msgs::msg::DepthStats;
+use r2r::diagnostic_msgs::msg::DiagnosticArray;
 use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image, PointCloud2};
+use r2r::QosProfile;
 
-use clip_depth_ros::geometry::resolve_range;
+use clip_depth_ros::node::camera_topic;
 use clip_depth_ros::DepthEstimator;
 
 use frame_slot::{Payload, Shared};
-use params::{NodeParams, StartupOnly};
-use worker::{Outputs, Worker};
+use params::{Live, NodeParams, Parameters};
+use worker::{CameraOutputs, Worker};
 
 const NODE_NAME: &str = "clip_depth";
+
+type Images = std::pin::Pin<Box<dyn futures::Stream<Item = Payload> + Send>>;
 
 /// How a started node ended.
 enum Ended {
@@ -58,24 +65,23 @@ fn run() -> Result<Ended, String> {
     let mut node = r2r::Node::create(ctx, NODE_NAME, "").map_err(|e| format!("cannot create the node: {e}"))?;
     let logger = node.logger().to_string();
 
-    let params = Arc::new(Mutex::new(StartupOnly(NodeParams::default())));
+    let params = Arc::new(Mutex::new(Parameters::new(NodeParams::default())));
     let (param_handler, _param_events) = node
         .make_derived_parameter_handler(params.clone())
         .map_err(|e| format!("bad parameter: {e}"))?;
-    warn_unknown_parameters(&node, &logger);
-    let settings = params.lock().map_err(|_| "parameter lock poisoned".to_string())?.0.validate()?;
+    warn_unknown_parameters(&node, &params, &logger);
+    let settings = {
+        let p = params.lock().map_err(|_| "parameter lock poisoned".to_string())?;
+        p.base.validate_with(&p.camera_values)?
+    };
 
     let t = Instant::now();
     let estimator = DepthEstimator::load_with(&settings.files, &settings.overrides, settings.device, settings.dtype)
         .map_err(|e| format!("parameter {}: {e}", culprit_parameter(&e, &settings)))?;
     // Before anything is logged: a bad range is a start-up error (one line).
-    let range = resolve_range(
-        settings.min_range,
-        settings.max_range,
-        estimator.depth_range(),
-        settings.allow_out_of_model_range,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut config = settings.live.clone();
+    config.set_model_range(estimator.depth_range());
+    let resolved = config.resolve().map_err(|e| e.to_string())?;
     r2r::log_info!(
         &logger,
         "model {} loaded in {:.1} s on {} ({}); depth range {:?} m",
@@ -86,43 +92,64 @@ fn run() -> Result<Ended, String> {
         estimator.depth_range()
     );
 
-    let shared = Arc::new(Shared::new());
-    let in_qos = settings.input_qos.clone();
-    let out_qos = settings.output_qos.clone();
-    let err = |what: &'static str| move |e: r2r::Error| format!("cannot create {what}: {e}");
-
-    let images: std::pin::Pin<Box<dyn futures::Stream<Item = Payload> + Send>> = if settings.compressed {
-        Box::pin(node.subscribe::<CompressedImage>("image/compressed", in_qos.clone()).map_err(err("image/compressed subscription"))?.map(Payload::Compressed))
-    } else {
-        Box::pin(node.subscribe::<Image>("image", in_qos.clone()).map_err(err("image subscription"))?.map(Payload::Raw))
-    };
-    let infos = node.subscribe::<CameraInfo>("camera_info", in_qos).map_err(err("camera_info subscription"))?;
-    let outputs = Outputs {
-        depth: node.create_publisher::<Image>("depth/image", out_qos.clone()).map_err(err("depth/image publisher"))?,
-        depth_info: node.create_publisher::<CameraInfo>("depth/camera_info", out_qos.clone()).map_err(err("depth/camera_info publisher"))?,
-        cloud: if settings.publish_cloud {
-            Some(node.create_publisher::<PointCloud2>("points", out_qos.clone()).map_err(err("points publisher"))?)
+    let shared = Arc::new(Shared::new(settings.cameras.len()));
+    let err = |what: String| move |e: r2r::Error| format!("cannot create {what}: {e}");
+    let mut inputs: Vec<(usize, Images, _)> = Vec::new();
+    let mut outputs = Vec::new();
+    for (index, camera) in settings.cameras.iter().enumerate() {
+        let topic = |t: &str| camera_topic(&camera.name, t);
+        let in_qos = settings.input_qos.clone();
+        let images: Images = if camera.compressed {
+            let t = topic("image/compressed");
+            Box::pin(node.subscribe::<CompressedImage>(&t, in_qos.clone()).map_err(err(format!("{t} subscription")))?.map(Payload::Compressed))
         } else {
-            None
-        },
-        colormap: if settings.publish_colormap {
-            Some(node.create_publisher::<Image>("depth/colormap", out_qos.clone()).map_err(err("depth/colormap publisher"))?)
-        } else {
-            None
-        },
-        stats: node.create_publisher::<DepthStats>("~/stats", out_qos).map_err(err("~/stats publisher"))?,
-    };
+            let t = topic("image");
+            Box::pin(node.subscribe::<Image>(&t, in_qos.clone()).map_err(err(format!("{t} subscription")))?.map(Payload::Raw))
+        };
+        let t = topic("camera_info");
+        let infos = node.subscribe::<CameraInfo>(&t, in_qos).map_err(err(format!("{t} subscription")))?;
+        inputs.push((index, images, infos));
+        outputs.push(camera_outputs(&mut node, &camera.name, &settings.output_qos)?);
+        let cam = &resolved.cameras[index];
+        r2r::log_info!(
+            &logger,
+            "{}listening on {} + {}; publishing {} ({}), {}, {} (decimation {}{}), {}{}; ranges {:?} m",
+            if camera.name.is_empty() { String::new() } else { format!("camera {}: ", camera.name) },
+            topic(if camera.compressed { "image/compressed" } else { "image" }),
+            topic("camera_info"),
+            topic("depth/image"),
+            settings.depth_encoding.ros_encoding(),
+            topic("depth/camera_info"),
+            topic("points"),
+            cam.cloud_decimation,
+            if cam.publish_cloud { "" } else { ", off" },
+            topic("depth/colormap"),
+            if cam.publish_colormap { "" } else { " (off)" },
+            (cam.range.min, cam.range.max),
+        );
+    }
+    let diagnostics_pub = node
+        .create_publisher::<DiagnosticArray>("/diagnostics", QosProfile::default().keep_last(10).reliable())
+        .map_err(err("/diagnostics publisher".into()))?;
 
-    let worker = Worker::new(shared.clone(), estimator, settings.clone(), range, outputs, logger.clone());
-    r2r::log_info!(
-        &logger,
-        "listening on {} + camera_info; publishing depth/image ({}), depth/camera_info{}{}, ~/stats; ranges {:?} m",
-        if settings.compressed { "image/compressed" } else { "image" },
-        settings.depth_encoding.ros_encoding(),
-        if settings.publish_cloud { format!(", points (decimation {})", settings.cloud_decimation) } else { String::new() },
-        if settings.publish_colormap { ", depth/colormap" } else { "" },
-        (range.min, range.max),
-    );
+    let live = Arc::new(Mutex::new(Live::new(config, resolved)));
+    params
+        .lock()
+        .map_err(|_| "parameter lock poisoned".to_string())?
+        .go_live(live.clone(), node.params.clone(), logger.clone());
+    let diagnostics = diagnostics::Diagnostics {
+        shared: shared.clone(),
+        live: live.clone(),
+        publisher: diagnostics_pub,
+        node_name: node.name().unwrap_or_else(|_| NODE_NAME.to_string()),
+        cameras: settings.cameras.iter().map(|c| c.name.clone()).collect(),
+        period: settings.diagnostics_period,
+        model: estimator.model_name().to_string(),
+        device: format!("{} {}", settings.device, settings.dtype),
+        logger: logger.clone(),
+    };
+    let worker = Worker::new(shared.clone(), live, estimator, settings, outputs, logger.clone());
+
     // Each thread says when it ends; before shutdown that is a death.
     let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let watched = |name: &'static str, body: Box<dyn FnOnce() + Send>| {
@@ -136,6 +163,7 @@ fn run() -> Result<Ended, String> {
             .map_err(|e| format!("cannot start the {name} thread: {e}"))
     };
     let worker_thread = watched("inference", Box::new(move || worker.run()))?;
+    let diagnostics_thread = watched("diagnostics", Box::new(move || diagnostics.run()))?;
 
     // ROS executor: its own thread, draining rcl into the streams.
     let spin_shared = shared.clone();
@@ -155,20 +183,20 @@ fn run() -> Result<Ended, String> {
         .map_err(|e| format!("cannot start tokio: {e}"))?;
     let ended = runtime.block_on(async {
         tokio::spawn(param_handler);
-        let s = shared.clone();
-        tokio::spawn(async move {
-            let mut images = images;
-            while let Some(payload) = images.next().await {
-                s.put_frame(payload);
-            }
-        });
-        let s = shared.clone();
-        tokio::spawn(async move {
-            let mut infos = infos;
-            while let Some(info) = infos.next().await {
-                s.put_camera_info(info);
-            }
-        });
+        for (camera, mut images, mut infos) in inputs {
+            let s = shared.clone();
+            tokio::spawn(async move {
+                while let Some(payload) = images.next().await {
+                    s.put_frame(camera, payload);
+                }
+            });
+            let s = shared.clone();
+            tokio::spawn(async move {
+                while let Some(info) = infos.next().await {
+                    s.put_camera_info(camera, info);
+                }
+            });
+        }
         tokio::select! {
             _ = wait_for_signal() => Ended::Signal,
             Some(why) = ended_rx.recv() => {
@@ -183,11 +211,28 @@ fn run() -> Result<Ended, String> {
     // The inference thread may be mid-forward pass (seconds on a CPU with a
     // big backbone): give it a moment, then leave without it.
     let deadline = Instant::now() + Duration::from_millis(600);
-    while !(worker_thread.is_finished() && spin_thread.is_finished()) && Instant::now() < deadline {
+    let threads = [&worker_thread, &spin_thread, &diagnostics_thread];
+    while !threads.iter().all(|t| t.is_finished()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(ended)
+}
+
+/// One camera's publishers (relative names under the camera's name).
+fn camera_outputs(node: &mut r2r::Node, camera: &str, qos: &QosProfile) -> Result<CameraOutputs, String> {
+    fn publisher<T: r2r::WrappedTypesupport>(node: &mut r2r::Node, topic: &str, qos: &QosProfile) -> Result<r2r::Publisher<T>, String> {
+        node.create_publisher::<T>(topic, qos.clone()).map_err(|e| format!("cannot create the {topic} publisher: {e}"))
+    }
+    let topic = |t: &str| camera_topic(camera, t);
+    let stats = if camera.is_empty() { "~/stats".to_string() } else { format!("~/{camera}/stats") };
+    Ok(CameraOutputs {
+        depth: publisher(node, &topic("depth/image"), qos)?,
+        depth_info: publisher(node, &topic("depth/camera_info"), qos)?,
+        cloud: publisher::<PointCloud2>(node, &topic("points"), qos)?,
+        colormap: publisher(node, &topic("depth/colormap"), qos)?,
+        stats: publisher::<DepthStats>(node, &stats, qos)?,
+    })
 }
 
 /// The parameter a model-loading error is about, for the one-line message.
@@ -237,19 +282,12 @@ async fn wait_for_signal() {
 }
 
 /// A typo in `-p name:=value` would otherwise be silently ignored.
-fn warn_unknown_parameters(node: &r2r::Node, logger: &str) {
-    let known: Vec<String> = {
-        let defaults = NodeParams::default();
-        let mut names = Vec::new();
-        let mut probe = defaults;
-        for name in node.params.lock().map(|p| p.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
-            if r2r::RosParams::get_parameter(&mut probe, &name).is_ok() || name == "use_sim_time" {
-                names.push(name);
-            } else {
-                r2r::log_warn!(logger, "unknown parameter {name:?} is ignored");
-            }
+fn warn_unknown_parameters(node: &r2r::Node, params: &Mutex<Parameters>, logger: &str) {
+    let names = node.params.lock().map(|p| p.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let Ok(mut params) = params.lock() else { return };
+    for name in names {
+        if !params.knows(&name) {
+            r2r::log_warn!(logger, "unknown parameter {name:?} is ignored");
         }
-        names
-    };
-    let _ = known;
+    }
 }

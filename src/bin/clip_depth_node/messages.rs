@@ -109,7 +109,16 @@ pub struct Counters {
     pub failed: u64,
 }
 
-pub fn stats_msg(header: &Header, s: &FrameStats, c: &Counters, model_name: &str, device: &str) -> DepthStats {
+#[allow(clippy::too_many_arguments)]
+pub fn stats_msg(
+    header: &Header,
+    s: &FrameStats,
+    c: &Counters,
+    model_name: &str,
+    device: &str,
+    camera: &str,
+    batch_size: usize,
+) -> DepthStats {
     DepthStats {
         header: header.clone(),
         decode_ms: s.decode_ms,
@@ -130,5 +139,7 @@ pub fn stats_msg(header: &Header, s: &FrameStats, c: &Counters, model_name: &str
         depth_max: s.depth_max,
         model_name: model_name.to_string(),
         device: device.to_string(),
+        camera: camera.to_string(),
+        batch_size: batch_size as u32,
     }
 }

@@ -1,8 +1,13 @@
 //! The node's ROS parameters (set from YAML or `-p`), and their validation
-//! into settings the node can trust. Every check names its parameter. All
-//! of them are read once at start: [`StartupOnly`] refuses later changes.
+//! into settings the node can trust. Every check names its parameter. The
+//! model, topic and QoS parameters are read once at start and refuse later
+//! changes; the live ones (ranges, output size, cloud, batching,
+//! diagnostics thresholds, and their per-camera overrides `NAME.<param>`)
+//! are checked as a whole by the library's `LiveConfig` and take effect on
+//! the next frame ([`Parameters`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use r2r::indexmap::IndexMap;
@@ -11,10 +16,14 @@ use r2r::{Parameter, ParameterValue, QosProfile, RosParams};
 use clip_depth_ros::estimator::{ModelFamily, ModelOverrides};
 use clip_depth_ros::geometry::DepthEncoding;
 use clip_depth_ros::model::depthclip::PromptOverrides;
+use clip_depth_ros::node::live::CAMERA_OVERRIDES;
+use clip_depth_ros::node::{parse_camera_names, LiveConfig, LiveValue, Resolved, SharedTunables};
 use clip_depth_ros::{DeviceSpec, ModelDType, ModelFiles};
 
 #[derive(RosParams, Debug, Clone)]
 pub struct NodeParams {
+    /// Camera names, a list: camera NAME reads NAME/image and NAME/camera_info and publishes under NAME/ ("" = one unnamed camera, no prefix)
+    pub cameras: String,
     /// Model YAML: a SPACE-CLIP training YAML, or DepthCLIP's (model_type: depthclip)
     pub model_config: String,
     /// Model family, replacing the model config's model_type: space_clip or depthclip ("" = the config's)
@@ -41,25 +50,25 @@ pub struct NodeParams {
     pub dtype: String,
     /// raw (subscribe image) or compressed (subscribe image/compressed)
     pub image_transport: String,
-    /// Depth image width in pixels (0 = the camera's)
+    /// Depth image width in pixels (0 = the camera's, or kept to its aspect ratio when output_height is set); live
     pub output_width: i64,
-    /// Depth image height in pixels (0 = the camera's)
+    /// Depth image height in pixels (0 = the camera's, or kept to its aspect ratio when output_width is set); live
     pub output_height: i64,
     /// 32FC1 (metres) or 16UC1 (millimetres)
     pub depth_encoding: String,
-    /// Nearer than this [m]: -Inf in the depth image, NaN in the cloud (0 = the model's min_depth)
+    /// Nearer than this [m]: -Inf in the depth image, NaN in the cloud (0 = the model's min_depth); live
     pub min_range: f64,
-    /// Farther than this [m]: +Inf in the depth image, NaN in the cloud (0 = the model's max_depth)
+    /// Farther than this [m]: +Inf in the depth image, NaN in the cloud (0 = the model's max_depth); live
     pub max_range: f64,
     /// Accept min_range/max_range outside the model's [min_depth, max_depth]
     pub allow_out_of_model_range: bool,
-    /// Publish the organised point cloud on points
+    /// Publish the organised point cloud on points; live
     pub publish_cloud: bool,
-    /// Keep every n-th pixel in both directions in the cloud (1 = all)
+    /// Keep every n-th pixel in both directions in the cloud (1 = all); live
     pub cloud_decimation: i64,
     /// Add a packed rgb field to the cloud (point_step 32)
     pub cloud_rgb: bool,
-    /// Publish a bgr8 picture of the depth on depth/colormap
+    /// Publish a bgr8 picture of the depth on depth/colormap; live
     pub publish_colormap: bool,
     /// How long to wait for the camera_info with the image's exact stamp [s] (while stamps match at all)
     pub camera_info_sync_window: f64,
@@ -73,11 +82,23 @@ pub struct NodeParams {
     pub output_reliability: String,
     /// Output QoS history depth
     pub output_depth: i64,
+    /// Longest wait [ms] for the other cameras' frames before a forward pass (0 = take what is there); live
+    pub batch_window_ms: f64,
+    /// Most frames in one forward pass, the longest-waiting cameras first (0 = one of every camera); live
+    pub max_batch_size: i64,
+    /// /diagnostics: WARN when a camera sent no image for this long [s]; live
+    pub diagnostics_warn_after: f64,
+    /// /diagnostics: ERROR when a camera sent no image for this long [s]; live
+    pub diagnostics_error_after: f64,
+    /// /diagnostics: seconds between two DiagnosticArrays
+    pub diagnostics_period: f64,
 }
 
 impl Default for NodeParams {
     fn default() -> Self {
+        let live = SharedTunables::default();
         Self {
+            cameras: String::new(),
             model_config: String::new(),
             model_type: String::new(),
             depth_templates: String::new(),
@@ -107,8 +128,22 @@ impl Default for NodeParams {
             input_depth: 5,
             output_reliability: "reliable".into(),
             output_depth: 5,
+            batch_window_ms: live.batch_window_ms,
+            max_batch_size: live.max_batch_size,
+            diagnostics_warn_after: live.diagnostics_warn_after,
+            diagnostics_error_after: live.diagnostics_error_after,
+            diagnostics_period: 1.0,
         }
     }
+}
+
+/// One camera as set up at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraSetup {
+    /// "" for the single unnamed camera.
+    pub name: String,
+    /// Subscribe to `image/compressed` rather than `image`.
+    pub compressed: bool,
 }
 
 /// Validated settings.
@@ -119,22 +154,17 @@ pub struct Settings {
     pub overrides: ModelOverrides,
     pub device: DeviceSpec,
     pub dtype: ModelDType,
-    pub compressed: bool,
-    pub output_size: Option<(usize, usize)>,
+    pub cameras: Vec<CameraSetup>,
     pub depth_encoding: DepthEncoding,
-    /// 0 = the model's; checked against the model's range once it is
-    /// loaded (`clip_depth_ros::geometry::resolve_range`).
-    pub min_range: f64,
-    pub max_range: f64,
-    pub allow_out_of_model_range: bool,
-    pub publish_cloud: bool,
-    pub cloud_decimation: usize,
     pub cloud_rgb: bool,
-    pub publish_colormap: bool,
     pub sync_window: Duration,
     pub use_latest_camera_info: bool,
     pub input_qos: QosProfile,
     pub output_qos: QosProfile,
+    pub diagnostics_period: Duration,
+    /// The live parameters, checked one by one; checked together (ranges
+    /// against the model's) once the model is loaded: `LiveConfig::resolve`.
+    pub live: LiveConfig,
 }
 
 fn existing_file(param: &str, value: &str, required: bool) -> Result<Option<PathBuf>, String> {
@@ -200,7 +230,16 @@ impl NodeParams {
         Ok(ModelOverrides { model_type, prompts })
     }
 
+    #[cfg(test)]
     pub fn validate(&self) -> Result<Settings, String> {
+        self.validate_with(&[])
+    }
+
+    /// As [`Self::validate`], with the per-camera values given at start
+    /// (`NAME.<param>`, in the order given).
+    pub fn validate_with(&self, camera_values: &[(String, ParameterValue)]) -> Result<Settings, String> {
+        let names: Vec<String> = list("cameras", &self.cameras)?.unwrap_or_default();
+        let names = parse_camera_names(&names).map_err(|e| e.to_string())?;
         let overrides = self.overrides()?;
         let files = ModelFiles {
             config: existing_file("model_config", &self.model_config, true)?.unwrap_or_default(),
@@ -210,76 +249,250 @@ impl NodeParams {
         };
         let device = self.device.parse().map_err(|e| format!("parameter device: {e}"))?;
         let dtype = self.dtype.parse().map_err(|e| format!("parameter dtype: {e}"))?;
-        let compressed = match self.image_transport.as_str() {
-            "raw" => false,
-            "compressed" => true,
-            other => return Err(format!("parameter image_transport must be raw or compressed, got {other:?}")),
+        let transport = |param: &str, value: &str| match value {
+            "raw" => Ok(false),
+            "compressed" => Ok(true),
+            other => Err(format!("parameter {param} must be raw or compressed, got {other:?}")),
         };
-        let output_size = match (self.output_width, self.output_height) {
-            (0, 0) => None,
-            (w, h) if (1..=16384).contains(&w) && (1..=16384).contains(&h) => Some((w as usize, h as usize)),
-            (w, h) => {
-                return Err(format!(
-                    "parameters output_width/output_height must both be 0 (camera size) or in 1..=16384, got {w}x{h}"
-                ))
-            }
-        };
+        let compressed = transport("image_transport", &self.image_transport)?;
+        let mut cameras: Vec<CameraSetup> = names.iter().map(|name| CameraSetup { name: name.clone(), compressed }).collect();
         let depth_encoding = match self.depth_encoding.as_str() {
             "32FC1" => DepthEncoding::Float32,
             "16UC1" => DepthEncoding::U16Millimetres,
             other => return Err(format!("parameter depth_encoding must be 32FC1 or 16UC1, got {other:?}")),
         };
-        if !(1..=64).contains(&self.cloud_decimation) {
-            return Err(format!("parameter cloud_decimation must be in 1..=64, got {}", self.cloud_decimation));
-        }
         if !(self.camera_info_sync_window.is_finite() && (0.0..=10.0).contains(&self.camera_info_sync_window)) {
             return Err(format!(
                 "parameter camera_info_sync_window must be in 0..=10 seconds, got {}",
                 self.camera_info_sync_window
             ));
         }
+        if !(self.diagnostics_period.is_finite() && (0.05..=60.0).contains(&self.diagnostics_period)) {
+            return Err(format!("parameter diagnostics_period must be in 0.05..=60 seconds, got {}", self.diagnostics_period));
+        }
+        // The live values, each checked alone now (the model's range is not
+        // known yet: the range checks come once it is loaded).
+        let mut live = LiveConfig::new(SharedTunables::default(), &names, (0.0, f32::MAX), self.allow_out_of_model_range);
+        let shared: [(&str, LiveValue); 11] = [
+            ("output_width", LiveValue::Integer(self.output_width)),
+            ("output_height", LiveValue::Integer(self.output_height)),
+            ("min_range", LiveValue::Double(self.min_range)),
+            ("max_range", LiveValue::Double(self.max_range)),
+            ("cloud_decimation", LiveValue::Integer(self.cloud_decimation)),
+            ("publish_cloud", LiveValue::Bool(self.publish_cloud)),
+            ("publish_colormap", LiveValue::Bool(self.publish_colormap)),
+            ("batch_window_ms", LiveValue::Double(self.batch_window_ms)),
+            ("max_batch_size", LiveValue::Integer(self.max_batch_size)),
+            ("diagnostics_warn_after", LiveValue::Double(self.diagnostics_warn_after)),
+            ("diagnostics_error_after", LiveValue::Double(self.diagnostics_error_after)),
+        ];
+        for (name, value) in &shared {
+            live.apply(name, value).map_err(|e| e.to_string())?;
+        }
+        for (name, value) in camera_values {
+            let (camera, key) = name.split_once('.').unwrap_or_default();
+            let Some(index) = names.iter().position(|n| n == camera) else { continue };
+            if key == "image_transport" {
+                let text = match value {
+                    ParameterValue::String(t) => t.as_str(),
+                    _ => return Err(format!("parameter {name} must be raw or compressed (a string)")),
+                };
+                cameras[index].compressed = transport(name, text)?;
+                continue;
+            }
+            if !CAMERA_OVERRIDES.contains(&key) {
+                return Err(format!(
+                    "parameter {name}: camera {camera} has no parameter {key:?}; per camera: {}, image_transport",
+                    CAMERA_OVERRIDES.join(", ")
+                ));
+            }
+            live.apply(name, &live_value(value)).map_err(|e| e.to_string())?;
+        }
+        // Ranges against the model's come once it is loaded; their order and
+        // everything else can be told now.
+        live.resolve().map_err(|e| e.to_string())?;
         Ok(Settings {
             files,
             overrides,
             device,
             dtype,
-            compressed,
-            output_size,
+            cameras,
             depth_encoding,
-            min_range: self.min_range,
-            max_range: self.max_range,
-            allow_out_of_model_range: self.allow_out_of_model_range,
-            publish_cloud: self.publish_cloud,
-            cloud_decimation: self.cloud_decimation as usize,
             cloud_rgb: self.cloud_rgb,
-            publish_colormap: self.publish_colormap,
             sync_window: Duration::from_secs_f64(self.camera_info_sync_window),
             use_latest_camera_info: self.use_latest_camera_info,
             input_qos: qos("input_reliability", &self.input_reliability, "input_depth", self.input_depth)?,
             output_qos: qos("output_reliability", &self.output_reliability, "output_depth", self.output_depth)?,
+            diagnostics_period: Duration::from_secs_f64(self.diagnostics_period),
+            live,
         })
     }
 }
 
-/// The node's parameters behind r2r's parameter services, read-only: every
-/// one is read once at start (the model, the subscriptions and the QoS are
-/// built from them), so `ros2 param set` must fail with the reason rather
-/// than report a success the node would ignore. r2r 0.9 has no read-only
-/// flag in its parameter descriptors; refusing the set is what it offers.
-pub struct StartupOnly(pub NodeParams);
+/// A ROS parameter value for the library's live parameters.
+pub fn live_value(value: &ParameterValue) -> LiveValue {
+    match value {
+        ParameterValue::NotSet => LiveValue::Unset,
+        ParameterValue::Bool(b) => LiveValue::Bool(*b),
+        ParameterValue::Integer(i) => LiveValue::Integer(*i),
+        ParameterValue::Double(d) => LiveValue::Double(*d),
+        ParameterValue::String(_) => LiveValue::Other("a string"),
+        _ => LiveValue::Other("an array"),
+    }
+}
 
-impl StartupOnly {
+fn ros_value(value: LiveValue) -> ParameterValue {
+    match value {
+        LiveValue::Bool(b) => ParameterValue::Bool(b),
+        LiveValue::Integer(i) => ParameterValue::Integer(i),
+        LiveValue::Double(d) => ParameterValue::Double(d),
+        LiveValue::Unset | LiveValue::Other(_) => ParameterValue::NotSet,
+    }
+}
+
+/// The live configuration while the node runs: what `ros2 param set`
+/// changes, and the resolved set the inference thread reads per batch.
+pub struct Live {
+    config: LiveConfig,
+    resolved: Arc<Resolved>,
+}
+
+impl Live {
+    pub fn new(config: LiveConfig, resolved: Resolved) -> Self {
+        Self { config, resolved: Arc::new(resolved) }
+    }
+
+    /// The current settings (cheap: shared until the next change).
+    pub fn resolved(&self) -> Arc<Resolved> {
+        self.resolved.clone()
+    }
+}
+
+/// Locks `live`; a poisoned lock (a panic mid-change, which `set` cannot
+/// leave half done) still holds a valid set.
+pub fn lock_live(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
+    live.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The node's parameters behind r2r's parameter services. Start-up
+/// parameters (model, device, topics, QoS) are read once: `ros2 param set`
+/// on them fails with the reason rather than reporting a success the node
+/// would ignore (r2r 0.9 has no read-only flag in its descriptors; refusing
+/// the set is what it offers). Live ones go through [`LiveConfig::set`]:
+/// refused with the reason and the old value kept, or applied for the next
+/// frame. Per-camera overrides are parameters of their own once set (at
+/// start or at run time); setting one to "not set" (`ros2 param delete`)
+/// returns the camera to the shared value.
+pub struct Parameters {
+    pub base: NodeParams,
+    /// `NAME.<param>` values given at start, in order.
+    pub camera_values: Vec<(String, ParameterValue)>,
+    /// Set once the node runs.
+    running: Option<Running>,
+}
+
+struct Running {
+    live: Arc<Mutex<Live>>,
+    /// The node's parameter table, to add and remove per-camera entries.
+    table: Arc<Mutex<IndexMap<String, Parameter>>>,
+    logger: String,
+}
+
+impl Parameters {
+    pub fn new(base: NodeParams) -> Self {
+        Self { base, camera_values: Vec::new(), running: None }
+    }
+
     pub fn refusal(name: &str) -> r2r::Error {
         r2r::Error::ParameterValueConv {
             name: name.to_string(),
-            msg: "it is read-only: clip_depth reads its parameters once at start; \
+            msg: "it is read-only: clip_depth reads it once at start (model, device, cameras, topics, QoS); \
                   restart the node with the new value"
                 .into(),
         }
     }
+
+    /// From now on, live parameters change `live`.
+    pub fn go_live(&mut self, live: Arc<Mutex<Live>>, table: Arc<Mutex<IndexMap<String, Parameter>>>, logger: String) {
+        self.running = Some(Running { live, table, logger });
+    }
+
+    /// Whether `name` is one of the node's parameters (for the warning
+    /// about unknown ones).
+    pub fn knows(&mut self, name: &str) -> bool {
+        name == "use_sim_time"
+            || self.base.get_parameter(name).is_ok()
+            || self.camera_values.iter().any(|(n, _)| n == name)
+    }
+
+    /// The names of the cameras as given (lenient: validation reports errors).
+    fn camera_names(&self) -> Vec<String> {
+        list::<String>("cameras", &self.base.cameras).ok().flatten().unwrap_or_default()
+    }
+
+    fn change(&mut self, name: &str, value: &ParameterValue, commit: bool) -> r2r::Result<()> {
+        let Some(running) = &self.running else {
+            return Err(Self::refusal(name));
+        };
+        let mut live = lock_live(&running.live);
+        if !live.config.is_live(name) {
+            return Err(if self.base.get_parameter(name).is_ok() || name.contains('.') && self.is_camera_param(name) {
+                Self::refusal(name)
+            } else {
+                r2r::Error::InvalidParameterName { name: name.to_string() }
+            });
+        }
+        let old = live.config.get(name).map(ros_value).map(|v| format!("{v:?}")).unwrap_or_default();
+        let mut next = live.config.clone();
+        let resolved = next.set(name, &live_value(value)).map_err(|e| r2r::Error::ParameterValueConv {
+            name: name.to_string(),
+            msg: format!("rejected: {e}; it stays {old}"),
+        })?;
+        if !commit {
+            return Ok(());
+        }
+        live.config = next;
+        live.resolved = Arc::new(resolved);
+        let shown = live.config.get(name).map(ros_value);
+        drop(live);
+        if name.contains('.') {
+            // A per-camera override is its own parameter while set.
+            let mut table = running.table.lock().unwrap_or_else(|e| e.into_inner());
+            if *value == ParameterValue::NotSet {
+                table.shift_remove(name);
+            } else {
+                table.insert(name.to_string(), Parameter { value: value.clone(), description: "per-camera override (live)" });
+            }
+        } else {
+            // Keep the struct's copy in step (what get_parameter reports).
+            let current = self.base.get_parameter(name).ok();
+            self.base.set_parameter(name, &normalised(value, current))?;
+        }
+        r2r::log_info!(
+            &running.logger,
+            "parameter {name} set to {}; from the next frame on",
+            shown.map_or("the shared value".to_string(), |v| format!("{v:?}"))
+        );
+        Ok(())
+    }
+
+    /// `NAME.<param>` of a camera, live or not.
+    fn is_camera_param(&self, name: &str) -> bool {
+        let (camera, key) = name.split_once('.').unwrap_or_default();
+        self.camera_names().iter().any(|c| c == camera) && (CAMERA_OVERRIDES.contains(&key) || key == "image_transport")
+    }
 }
 
-impl RosParams for StartupOnly {
+/// An integer given for a double parameter (`ros2 param set ... max_range 5`)
+/// stored as the double.
+fn normalised(value: &ParameterValue, current: Option<ParameterValue>) -> ParameterValue {
+    match (value, current) {
+        (ParameterValue::Integer(i), Some(ParameterValue::Double(_))) => ParameterValue::Double(*i as f64),
+        (v, _) => v.clone(),
+    }
+}
+
+impl RosParams for Parameters {
     fn register_parameters(
         &mut self,
         prefix: &str,
@@ -288,8 +501,8 @@ impl RosParams for StartupOnly {
     ) -> r2r::Result<()> {
         // Start-up values (command line, params file) are applied here.
         // List parameters given as ROS arrays become their YAML text.
-        for name in LIST_PARAMETERS {
-            if let Some(p) = params.get_mut(name) {
+        for name in LIST_PARAMETERS.iter().chain(["cameras"].iter()) {
+            if let Some(p) = params.get_mut(*name) {
                 let text = match &p.value {
                     ParameterValue::StringArray(v) => serde_json::to_string(v).ok(),
                     ParameterValue::DoubleArray(v) => serde_json::to_string(v).ok(),
@@ -301,19 +514,48 @@ impl RosParams for StartupOnly {
                 }
             }
         }
-        self.0.register_parameters(prefix, param, params)
+        self.base.register_parameters(prefix, param, params)?;
+        // Per-camera values stay in the table as parameters of their own.
+        let cameras = self.camera_names();
+        self.camera_values = params
+            .iter()
+            .filter(|(name, _)| name.split_once('.').is_some_and(|(c, _)| cameras.iter().any(|n| n == c)))
+            .map(|(name, p)| (name.clone(), p.value.clone()))
+            .collect();
+        Ok(())
     }
 
     fn get_parameter(&mut self, name: &str) -> r2r::Result<ParameterValue> {
-        self.0.get_parameter(name)
+        if let Some(running) = &self.running {
+            let live = lock_live(&running.live);
+            if live.config.is_live(name) {
+                if let Some(v) = live.config.get(name) {
+                    return Ok(ros_value(v));
+                }
+            }
+        }
+        if let Some((_, v)) = self.camera_values.iter().find(|(n, _)| n == name) {
+            return Ok(v.clone());
+        }
+        self.base.get_parameter(name)
     }
 
-    fn set_parameter(&mut self, name: &str, _value: &ParameterValue) -> r2r::Result<()> {
-        Err(Self::refusal(name))
+    fn set_parameter(&mut self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        self.change(name, value, true)
     }
 
-    fn check_parameter(&self, name: &str, _value: &ParameterValue) -> r2r::Result<()> {
-        Err(Self::refusal(name))
+    fn check_parameter(&self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
+        // `change` without committing needs `&mut` only for its bookkeeping.
+        let mut probe = Parameters {
+            base: self.base.clone(),
+            camera_values: self.camera_values.clone(),
+            running: self.running.as_ref().map(|r| Running {
+                live: r.live.clone(),
+                table: r.table.clone(),
+                logger: r.logger.clone(),
+            }),
+        };
+        probe.change(name, value, false)
     }
 }
 
@@ -338,12 +580,23 @@ mod tests {
         err
     }
 
+    fn resolved(s: &Settings) -> Resolved {
+        let mut live = s.live.clone();
+        live.set_model_range((0.001, 10.0));
+        live.resolve().unwrap()
+    }
+
     #[test]
     fn defaults_with_the_model_files_are_valid() {
         let s = good().validate().unwrap();
-        assert!(!s.compressed && s.output_size.is_none() && s.publish_cloud && !s.publish_colormap);
-        assert_eq!((s.min_range, s.max_range, s.cloud_decimation), (0.0, 0.0, 1));
+        assert_eq!(s.cameras, vec![CameraSetup { name: String::new(), compressed: false }]);
+        let r = resolved(&s);
+        let cam = &r.cameras[0];
+        assert!(cam.output.is_camera_size() && cam.publish_cloud && !cam.publish_colormap);
+        assert_eq!((cam.range.min, cam.range.max, cam.cloud_decimation), (0.001, 10.0, 1));
+        assert_eq!((r.batch_window, r.max_batch_size), (Duration::ZERO, 0));
         assert_eq!(s.sync_window, Duration::from_millis(50));
+        assert_eq!(s.diagnostics_period, Duration::from_secs(1));
         assert!(s.files.clip_weights.is_none() && s.files.clip_config.is_none());
     }
 
@@ -356,8 +609,8 @@ mod tests {
         refused("device", |p| p.device = "tpu".into());
         refused("dtype", |p| p.dtype = "f64".into());
         refused("image_transport", |p| p.image_transport = "theora".into());
-        refused("output_width", |p| p.output_width = 640);
-        refused("output_height", |p| (p.output_width, p.output_height) = (640, -1));
+        refused("output_width", |p| p.output_width = -640);
+        refused("output_height", |p| (p.output_width, p.output_height) = (640, 20000));
         refused("depth_encoding", |p| p.depth_encoding = "8UC1".into());
         refused("cloud_decimation", |p| p.cloud_decimation = 0);
         refused("cloud_decimation", |p| p.cloud_decimation = 65);
@@ -366,6 +619,15 @@ mod tests {
         refused("input_reliability", |p| p.input_reliability = "sometimes".into());
         refused("input_depth", |p| p.input_depth = 0);
         refused("output_depth", |p| p.output_depth = 1001);
+        refused("min_range", |p| p.min_range = -1.0);
+        refused("max_range", |p| (p.min_range, p.max_range) = (5.0, 2.0));
+        refused("batch_window_ms", |p| p.batch_window_ms = 5000.0);
+        refused("max_batch_size", |p| p.max_batch_size = -1);
+        refused("diagnostics_error_after", |p| p.diagnostics_error_after = 1.0);
+        refused("diagnostics_period", |p| p.diagnostics_period = 0.0);
+        refused("cameras", |p| p.cameras = "[front, front]".into());
+        refused("cameras", |p| p.cameras = "[front/left]".into());
+        refused("cameras", |p| p.cameras = "front".into());
     }
 
     #[test]
@@ -375,10 +637,37 @@ mod tests {
         (p.depth_encoding, p.cloud_decimation, p.camera_info_sync_window) = ("16UC1".into(), 4, 0.0);
         (p.input_reliability, p.output_reliability) = ("reliable".into(), "best_effort".into());
         let s = p.validate().unwrap();
-        assert!(s.compressed);
-        assert_eq!(s.output_size, Some((320, 240)));
+        assert!(s.cameras[0].compressed);
         assert_eq!(s.depth_encoding, DepthEncoding::U16Millimetres);
-        assert_eq!((s.cloud_decimation, s.sync_window), (4, Duration::ZERO));
+        assert_eq!(s.sync_window, Duration::ZERO);
+        let r = resolved(&s);
+        assert_eq!((r.cameras[0].output.resolve(640, 480), r.cameras[0].cloud_decimation), ((320, 240), 4));
+        // One side alone follows the camera's aspect ratio.
+        p.output_height = 0;
+        assert_eq!(resolved(&p.validate().unwrap()).cameras[0].output.resolve(640, 480), (320, 240));
+    }
+
+    #[test]
+    fn cameras_and_their_overrides() {
+        let mut p = good();
+        p.cameras = r#"["front", "rear"]"#.into();
+        p.cloud_decimation = 2;
+        let values = vec![
+            ("rear.cloud_decimation".to_string(), ParameterValue::Integer(8)),
+            ("rear.image_transport".to_string(), ParameterValue::String("compressed".into())),
+            ("front.output_width".to_string(), ParameterValue::Integer(32)),
+        ];
+        let s = p.validate_with(&values).unwrap();
+        let names: Vec<(&str, bool)> = s.cameras.iter().map(|c| (c.name.as_str(), c.compressed)).collect();
+        assert_eq!(names, [("front", false), ("rear", true)]);
+        let r = resolved(&s);
+        assert_eq!((r.cameras[0].cloud_decimation, r.cameras[1].cloud_decimation), (2, 8));
+        assert_eq!(r.cameras[0].output.resolve(64, 48), (32, 24));
+        let bad = |name: &str, value: ParameterValue| p.validate_with(&[(name.to_string(), value)]).unwrap_err();
+        assert!(bad("rear.cloud_decimation", ParameterValue::Integer(0)).contains("rear.cloud_decimation"));
+        assert!(bad("rear.image_transport", ParameterValue::String("x".into())).contains("rear.image_transport"));
+        let err = bad("front.output_widht", ParameterValue::Integer(3));
+        assert!(err.contains("front.output_widht") && err.contains("output_width"), "{err}");
     }
 
     #[test]
@@ -402,28 +691,73 @@ mod tests {
 
     #[test]
     fn ros_arrays_become_list_parameters() {
-        let mut params = StartupOnly(good());
+        let mut params = Parameters::new(good());
         let mut map = IndexMap::new();
         map.insert("depth_classes".to_string(), Parameter::new(ParameterValue::StringArray(vec!["near".into(), "far".into()])));
         map.insert("bin_list".to_string(), Parameter::new(ParameterValue::DoubleArray(vec![1.0, 3.0])));
+        map.insert("cameras".to_string(), Parameter::new(ParameterValue::StringArray(vec!["a".into(), "b".into()])));
+        map.insert("b.max_range".to_string(), Parameter::new(ParameterValue::Double(3.0)));
+        map.insert("c.max_range".to_string(), Parameter::new(ParameterValue::Double(3.0)));
         params.register_parameters("", None, &mut map).unwrap();
-        let s = params.0.validate().unwrap();
+        let s = params.base.validate_with(&params.camera_values).unwrap();
         assert_eq!(s.overrides.prompts.depth_classes.unwrap().len(), 2);
         assert_eq!(s.overrides.prompts.bin_list, Some(vec![1.0, 3.0]));
+        assert_eq!(s.cameras.len(), 2);
+        assert_eq!(params.camera_values, vec![("b.max_range".to_string(), ParameterValue::Double(3.0))]);
+        assert!(params.knows("b.max_range") && !params.knows("c.max_range") && params.knows("max_range"));
+    }
+
+    fn running(p: NodeParams) -> (Parameters, Arc<Mutex<Live>>, Arc<Mutex<IndexMap<String, Parameter>>>) {
+        let s = p.validate().unwrap();
+        let mut config = s.live.clone();
+        config.set_model_range((0.001, 10.0));
+        let live = Arc::new(Mutex::new(Live::new(config.clone(), config.resolve().unwrap())));
+        let table = Arc::new(Mutex::new(IndexMap::new()));
+        let mut params = Parameters::new(p);
+        params.go_live(live.clone(), table.clone(), "test".into());
+        (params, live, table)
     }
 
     #[test]
-    fn run_time_changes_are_refused_with_the_reason() {
-        let mut params = StartupOnly(good());
+    fn start_up_parameters_are_refused_with_the_reason() {
+        let (mut params, _, _) = running(good());
         let err = params.set_parameter("device", &ParameterValue::String("cuda:0".into())).unwrap_err();
         assert!(err.to_string().contains("device") && err.to_string().contains("read-only"), "{err}");
-        assert!(params.check_parameter("max_range", &ParameterValue::Double(5.0)).is_err());
-        assert_eq!(params.0.device, "cpu", "the value must not change");
+        assert!(params.check_parameter("model_config", &ParameterValue::String("x".into())).is_err());
+        assert_eq!(params.base.device, "cpu", "the value must not change");
         assert_eq!(params.get_parameter("device").unwrap(), ParameterValue::String("cpu".into()));
-        // Start-up values are still applied through registration.
-        let mut map = IndexMap::new();
-        map.insert("cloud_decimation".to_string(), Parameter::new(ParameterValue::Integer(3)));
-        params.register_parameters("", None, &mut map).unwrap();
-        assert_eq!(params.0.cloud_decimation, 3);
+        assert!(matches!(
+            params.set_parameter("no_such_thing", &ParameterValue::Bool(true)),
+            Err(r2r::Error::InvalidParameterName { .. })
+        ));
+        // Before the node runs, nothing changes.
+        let mut early = Parameters::new(good());
+        assert!(early.set_parameter("max_range", &ParameterValue::Double(5.0)).is_err());
+    }
+
+    #[test]
+    fn live_parameters_change_or_are_refused_with_the_old_value_kept() {
+        let mut p = good();
+        p.cameras = "[front, rear]".into();
+        let (mut params, live, table) = running(p);
+        params.set_parameter("max_range", &ParameterValue::Integer(5)).unwrap();
+        assert_eq!(params.get_parameter("max_range").unwrap(), ParameterValue::Double(5.0));
+        assert_eq!(params.base.max_range, 5.0);
+        assert_eq!(lock_live(&live).resolved().cameras[1].range.max, 5.0);
+        let err = params.set_parameter("min_range", &ParameterValue::Double(7.0)).unwrap_err().to_string();
+        assert!(err.contains("rejected") && err.contains("min_range") && err.contains("stays"), "{err}");
+        assert_eq!(lock_live(&live).resolved().cameras[0].range.min, 0.001);
+        assert!(params.check_parameter("cloud_decimation", &ParameterValue::Integer(0)).is_err());
+        params.check_parameter("cloud_decimation", &ParameterValue::Integer(3)).unwrap();
+        assert_eq!(lock_live(&live).resolved().cameras[0].cloud_decimation, 1, "a check changes nothing");
+        // A per-camera override becomes a parameter, and goes on unset.
+        params.set_parameter("rear.cloud_decimation", &ParameterValue::Integer(4)).unwrap();
+        assert!(table.lock().unwrap().contains_key("rear.cloud_decimation"));
+        assert_eq!(lock_live(&live).resolved().cameras[1].cloud_decimation, 4);
+        params.set_parameter("rear.cloud_decimation", &ParameterValue::NotSet).unwrap();
+        assert!(!table.lock().unwrap().contains_key("rear.cloud_decimation"));
+        assert_eq!(lock_live(&live).resolved().cameras[1].cloud_decimation, 1);
+        let err = params.set_parameter("rear.image_transport", &ParameterValue::String("compressed".into())).unwrap_err();
+        assert!(err.to_string().contains("read-only"), "{err}");
     }
 }
