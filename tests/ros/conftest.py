@@ -770,3 +770,135 @@ def depth_rig(start_node, ros_peer, depth_stats_type):
     def _make(**kwargs) -> DepthRig:
         return DepthRig(start_node, ros_peer, **kwargs)
     return _make
+
+
+# --------------------------------------------------------------------------
+# Several cameras on one node
+# --------------------------------------------------------------------------
+
+class MultiCameraRig:
+    """clip_depth_node on the tiny model with `cameras` set: camera NAME reads
+    /NAME/image and /NAME/camera_info and publishes /NAME/depth/image,
+    /NAME/depth/camera_info, /NAME/points, /NAME/depth/colormap and
+    /clip_depth/NAME/stats. The rclpy peer publishes each camera's frames
+    (frame_id NAME_optical_frame) and records its outputs."""
+
+    OUTPUTS = {'depth': ('depth/image', 'Image'), 'info': ('depth/camera_info', 'CameraInfo'),
+               'points': ('points', 'PointCloud2'), 'colormap': ('depth/colormap', 'Image'),
+               'stats': (None, 'DepthStats')}
+
+    def __init__(self, start_node, peer: RosPeer, cameras: Sequence[str], *,
+                 params: Optional[Mapping[str, Any]] = None,
+                 collect: Iterable[str] = ('depth', 'info', 'stats'), warm_up: bool = True):
+        self.peer = peer
+        self.cameras = list(cameras)
+        self.params = {**tiny_model_params(), 'cameras': self.cameras, **(params or {})}
+        self.node = start_node(params=self.params)
+        types = {'Image': Image, 'CameraInfo': CameraInfo, 'PointCloud2': PointCloud2,
+                 'DepthStats': DepthStats}
+        self.collectors: dict = {}
+        self.image_pubs: dict = {}
+        self.info_pubs: dict = {}
+        for cam in self.cameras:
+            for key in collect:
+                self.collectors[(cam, key)] = peer.collect(types[self.OUTPUTS[key][1]], self.topic(cam, key),
+                                                           qos_reliable(100))
+            self.image_pubs[cam] = peer.publisher(Image, f'/{cam}/image', qos_reliable(5))
+            self.info_pubs[cam] = peer.publisher(CameraInfo, f'/{cam}/camera_info', qos_reliable(5))
+        if warm_up:
+            self.wait_connected()
+            for cam in self.cameras:
+                self.warm_up(cam)
+
+    @staticmethod
+    def frame_id(cam: str) -> str:
+        return f'{cam}_optical_frame'
+
+    def topic(self, cam: str, key: str) -> str:
+        if key == 'stats':
+            return f'/clip_depth/{cam}/stats'
+        return f'/{cam}/{self.OUTPUTS[key][0]}'
+
+    def wait_connected(self, timeout: float = 20.0):
+        for cam in self.cameras:
+            self.peer.wait_for_subscribers(self.image_pubs[cam], timeout=timeout)
+            self.peer.wait_for_subscribers(self.info_pubs[cam], timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for (cam, key), collector in self.collectors.items():
+            while collector.subscription.get_publisher_count() < 1:
+                self.node.assert_running()
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'{collector.topic}: no publisher matched within {timeout} s:\n'
+                                         f'{self.node.output_tail()}')
+                time.sleep(0.02)
+
+    def warm_up(self, cam: str, attempts: int = 10):
+        """Good frames until one comes back (matching is not instant both ways)."""
+        for _ in range(attempts):
+            try:
+                return self.send(cam, width=64, height=48, expect=('depth',), timeout=1.5)
+            except AssertionError:
+                self.node.assert_running()
+        raise AssertionError(f'camera {cam}: no output for {attempts} warm-up frames:\n{self.node.output_tail()}')
+
+    def publish(self, cam: str, array: Optional['np.ndarray'] = None, *, width: int = 64, height: int = 48,
+                info: Any = True, stamp: Optional['Time'] = None, encoding: str = 'rgb8',
+                image: Any = None):
+        """Publishes one frame of camera `cam` (and its camera_info: True = a
+        default one of the image's size, or a CameraInfo, header replaced);
+        returns the header."""
+        header = make_header(stamp, self.frame_id(cam))
+        if image is None:
+            image = make_image(array, width=width, height=height, encoding=encoding, header=header)
+        else:
+            image.header = header
+        if info is True:
+            info = make_camera_info(image.width, image.height)
+        if info:
+            info.header = make_header(header.stamp, header.frame_id)
+            self.info_pubs[cam].publish(info)
+        self.image_pubs[cam].publish(image)
+        return header
+
+    def send(self, cam: str, array: Optional['np.ndarray'] = None, *, expect: Iterable[str] = ('depth',),
+             timeout: float = 20.0, **kwargs) -> dict:
+        header = self.publish(cam, array, **kwargs)
+        return self.outputs(cam, header, expect=expect, timeout=timeout)
+
+    def outputs(self, cam: str, header, expect: Iterable[str] = ('depth',), timeout: float = 20.0) -> dict:
+        """{key: message} of camera `cam` with `header`'s stamp, waiting for `expect`."""
+        want = stamp_ns(header.stamp)
+        deadline = time.monotonic() + timeout
+        for key in expect:
+            try:
+                self.collectors[(cam, key)].wait_for(1, max(deadline - time.monotonic(), 0.01),
+                                                     lambda m: stamp_ns(m.header.stamp) == want)
+            except AssertionError as exc:
+                raise AssertionError(f'{exc}\nnode output:\n{self.node.output_tail()}') from None
+        found = {}
+        for (c, key), collector in self.collectors.items():
+            if c == cam:
+                hits = [m for m in collector.messages if stamp_ns(m.header.stamp) == want]
+                if hits:
+                    found[key] = hits[-1]
+        return found
+
+    def messages(self, cam: str, key: str) -> list:
+        return self.collectors[(cam, key)].messages
+
+    def close(self, check: bool = True) -> int:
+        code = self.node.stop(check=check)
+        for collector in self.collectors.values():
+            collector.destroy()
+        for pub in list(self.image_pubs.values()) + list(self.info_pubs.values()):
+            self.peer.node.destroy_publisher(pub)
+        self.collectors = {}
+        return code
+
+
+@pytest.fixture
+def camera_rig(start_node, ros_peer, depth_stats_type):
+    """Factory: MultiCameraRig(start_node, ros_peer, cameras, **kwargs)."""
+    def _make(cameras, **kwargs) -> MultiCameraRig:
+        return MultiCameraRig(start_node, ros_peer, cameras, **kwargs)
+    return _make
