@@ -36,7 +36,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 # Launch argument -> node parameter, applied only when the argument is non-empty.
-_STRING_OVERRIDES = ('model_config', 'checkpoint', 'clip_weights', 'clip_config', 'device', 'dtype', 'model_type',
+_STRING_OVERRIDES = ('cameras', 'model_config', 'checkpoint', 'clip_weights', 'clip_config', 'device', 'dtype', 'model_type',
                      'depth_templates', 'obj_classes', 'depth_classes', 'bin_list')
 # Launch argument -> float node parameter, applied only when non-empty.
 _FLOAT_OVERRIDES = ('depth_scale',)
@@ -69,6 +69,11 @@ _ARGUMENTS = [
                            'of the raw image (sets image_transport); empty: as in params_file'),
     ('publish_colormap', '', 'true: also publish a bgr8 picture of the depth on depth/colormap '
                              '(for RViz); empty: as in params_file'),
+    ('cameras', '', 'Camera names, a YAML list (e.g. [front, rear]): camera NAME reads NAME/image and '
+                    'NAME/camera_info and publishes under NAME/; one model serves them all (overrides cameras)'),
+    ('camera_namespaces', '', 'With cameras: where each camera\'s driver publishes, a YAML mapping such as '
+                              '{front: /front_camera/color}: NAME/image -> <ns>/image_raw (and /compressed), '
+                              'NAME/camera_info -> <ns>/camera_info'),
     ('namespace', '', 'Namespace of the node and its relative topics'),
     ('respawn', 'false', 'true: restart the node 2 s after it exits (it exits with 1 on an internal error)'),
     ('log_level', 'info', 'Node log level (debug, info, warn, error, fatal)'),
@@ -98,6 +103,27 @@ def _parse_bool(name, value):
     raise ValueError(f"launch argument {name}:={value!r} is not a boolean")
 
 
+def _camera_remappings(text):
+    """camera_namespaces:='{front: /front_camera/color}' -> the remaps of
+    camera front's relative topics onto its driver's."""
+    if text.strip() == '':
+        return []
+    try:
+        mapping = yaml.safe_load(text)
+    except yaml.YAMLError:
+        mapping = None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) and v for v in mapping.values()):
+        raise ValueError(f"launch argument camera_namespaces:={text!r} is not a mapping such as "
+                         "'{front: /front_camera/color}'")
+    remaps = []
+    for name, ns in mapping.items():
+        ns = ns.rstrip('/')
+        remaps += [(f'{name}/image', f'{ns}/image_raw'),
+                   (f'{name}/image/compressed', f'{ns}/image_raw/compressed'),
+                   (f'{name}/camera_info', f'{ns}/camera_info')]
+    return remaps
+
+
 def _launch_node(context, *args, **kwargs):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
@@ -121,6 +147,12 @@ def _launch_node(context, *args, **kwargs):
     parameters = [arg('params_file')]
     if overrides:
         parameters.append(overrides)
+    remappings = [
+        ('image', image_topic),
+        ('image/compressed', image_topic + '/compressed'),
+        ('camera_info', arg('camera_info_topic')),
+    ]
+    remappings += _camera_remappings(arg('camera_namespaces'))
 
     node = Node(
         package='clip_depth_ros',
@@ -130,11 +162,7 @@ def _launch_node(context, *args, **kwargs):
         output='screen',
         emulate_tty=True,
         parameters=parameters,
-        remappings=[
-            ('image', image_topic),
-            ('image/compressed', image_topic + '/compressed'),
-            ('camera_info', arg('camera_info_topic')),
-        ],
+        remappings=remappings,
         ros_arguments=['--log-level', arg('log_level')],
         respawn=_parse_bool('respawn', arg('respawn')),
         respawn_delay=2.0,
