@@ -5,6 +5,7 @@
 //! CLIPs for zero-shot models (OpenAI, OpenCLIP, Hugging Face) through
 //! `ClipStateDict`.
 
+mod blip2;
 mod clip_model;
 mod expected;
 mod file;
@@ -16,6 +17,7 @@ mod save;
 mod state_dict;
 mod torchscript;
 
+pub use blip2::{Blip2Format, Blip2StateDict};
 pub use clip_model::{ClipLayout, ClipStateDict};
 pub use expected::{expected_tensors, record_tensors, ExpectedTensor};
 pub use infer::{infer_architecture, InferredArchitecture};

@@ -223,6 +223,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             m.architecture().image.describe(),
             if m.config().flip_average { ", flip averaged" } else { "" }
         ),
+        DepthModel::DepthBlip2(m) => format!(
+            "{}, input {in_w}x{in_h}, {} prompts batched{}",
+            estimator.model_name(),
+            m.config().prompts().iter().map(Vec::len).sum::<usize>(),
+            if m.config().flip_average { ", flip averaged" } else { "" }
+        ),
     };
     if args.json {
         let doc = serde_json::json!({

@@ -1,0 +1,250 @@
+//! DepthBLIP-2 against its PyTorch reference (tests/reference/
+//! depthblip2_ref.py, itself checked against transformers'
+//! Blip2ForImageTextRetrieval and CLIPVisionModel): the BERT tokenizer
+//! token for token, Pillow's bilinear resize byte for byte, and for tiny
+//! random EVA and CLIP towers in LAVIS's and Hugging Face's formats the
+//! image tokens (at 224 and, positions resized, at 168x280), the
+//! Q-Former's multimodal query outputs per prompt, depth on the map with
+//! and without flip averaging, and in the frame; the adaptive bins' MLP;
+//! and the errors a user can cause.
+
+mod common;
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use clip_depth_ros::estimator::ModelFamily;
+use clip_depth_ros::image::pil_resize::{resize_with, Filter};
+use clip_depth_ros::model::depthblip2::BinsMlp;
+use clip_depth_ros::model::text::{pre_caption, BertTokenizer};
+use clip_depth_ros::{DepthEstimator, ImageView, ModelFiles, PixelFormat};
+use common::*;
+
+const BAR: f32 = 1e-4;
+
+fn dir() -> PathBuf {
+    fixtures().join("depthblip2")
+}
+
+fn npy(path: PathBuf) -> Tensor {
+    Tensor::read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn assert_close(what: &str, ours: &Tensor, reference: &Tensor, bar: f32) -> f32 {
+    assert_eq!(ours.dims(), reference.dims(), "{what}: shape");
+    let rel = rel_max_diff(&values(ours), &values(reference));
+    eprintln!("{what}: max|diff|/max|ref| = {rel:.2e}");
+    assert!(rel <= bar, "{what}: max|diff|/max|ref| = {rel:e} > {bar:e}");
+    rel
+}
+
+/// (label, files, expected-output folder).
+fn formats() -> Vec<(&'static str, ModelFiles, PathBuf)> {
+    let d = dir();
+    vec![
+        (
+            "EVA, LAVIS .pth",
+            ModelFiles {
+                config: d.join("eva/depthblip2.yaml"),
+                checkpoint: d.join("eva/lavis/blip2_pretrained.pth"),
+                clip_weights: Some(d.join("eva/lavis/eva_vit_g.pth")),
+                clip_config: None,
+            },
+            d.join("eva/expected/lavis"),
+        ),
+        (
+            "EVA, Hugging Face",
+            ModelFiles { config: d.join("eva/depthblip2.yaml"), checkpoint: d.join("eva/hf/model.safetensors"), clip_weights: None, clip_config: None },
+            d.join("eva/expected/hf"),
+        ),
+        (
+            "CLIP ViT-L, LAVIS .pth",
+            ModelFiles {
+                config: d.join("clip/depthblip2.yaml"),
+                checkpoint: d.join("clip/lavis/blip2_pretrained_vitL.pth"),
+                clip_weights: Some(d.join("clip/lavis/clip_vit_L.pth")),
+                clip_config: None,
+            },
+            d.join("clip/expected"),
+        ),
+    ]
+}
+
+/// The reference's deterministic pattern input (1, 3, h, w).
+fn pattern_pixels(h: usize, w: usize) -> Tensor {
+    let v: Vec<f32> = (0..3 * h * w).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    Tensor::from_vec(v, (1, 3, h, w), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn bert_tokenizer_matches_transformers_token_for_token() {
+    let text = std::fs::read_to_string(dir().join("tokenizer/sentences.json")).unwrap();
+    let cases: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let tok = BertTokenizer::bert_base_uncased();
+    let mut n = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let s = case["text"].as_str().unwrap();
+        let ids = |key: &str| case[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>();
+        assert_eq!(tok.encode(s), ids("ids"), "{s:?}");
+        let caption = pre_caption(s, 50);
+        assert_eq!(caption, case["caption"].as_str().unwrap(), "caption of {s:?}");
+        assert_eq!(tok.encode(&caption), ids("caption_ids"), "{caption:?}");
+        n += 1;
+    }
+    assert!(n >= 10);
+}
+
+#[test]
+fn tokenizer_files_read_as_the_built_in_one() {
+    let json = BertTokenizer::from_file(&dir().join("eva/hf/tokenizer.json")).unwrap();
+    let txt = BertTokenizer::from_file(&dir().join("eva/lavis/vocab.txt")).unwrap();
+    for s in ["this object is not in distance", "a little remote", "unseen wall!"] {
+        assert_eq!(json.encode(s), txt.encode(s), "{s}");
+    }
+    assert_eq!(json.vocab_size(), txt.vocab_size());
+}
+
+#[test]
+fn pillow_bilinear_resize_is_byte_exact() {
+    let cases: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir().join("pil/cases.json")).unwrap()).unwrap();
+    let frame = image::open(image_path("scene_640x480.png")).unwrap().to_rgb8();
+    let portrait = image::open(fixtures().join("pil/portrait_333x517.png")).unwrap().to_rgb8();
+    let crop = image::open(dir().join("pil/scene_crop.png")).unwrap().to_rgb8();
+    let small = image::open(dir().join("pil/scene_small.png")).unwrap().to_rgb8();
+    for case in cases.as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let size = case["size"].as_array().unwrap();
+        let (w, h) = (size[0].as_u64().unwrap() as usize, size[1].as_u64().unwrap() as usize);
+        let src = match name {
+            "scene_to_96x72" => &frame,
+            "scene_crop_to_50x40" => &crop,
+            "portrait_to_64x64" => &portrait,
+            _ => &small,
+        };
+        let view = ImageView::packed(src.as_raw(), src.width() as usize, src.height() as usize, PixelFormat::Rgb8).unwrap();
+        let ours = resize_with(&view, w, h, Filter::Bilinear);
+        let reference = npy(dir().join("pil").join(format!("{name}.npy"))).flatten_all().unwrap().to_vec1::<u8>().unwrap();
+        assert_eq!(ours, reference, "{name}");
+    }
+}
+
+#[test]
+fn image_tokens_query_outputs_and_depth_match_in_every_format() {
+    let (px, w, h) = rgb("scene_640x480.png");
+    let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
+    let mut worst = 0f32;
+    for (label, files, expected) in formats() {
+        let est = load(&files);
+        assert_eq!(est.family(), ModelFamily::DepthBlip2);
+        let model = est.model().as_depth_blip2().unwrap();
+        // The NYU crop, Pillow bilinear to 224, ImageNet statistics.
+        let pixels = est.preprocess(&[view]).unwrap();
+        worst = worst.max(assert_close(&format!("{label}: pixels"), &pixels.squeeze(0).unwrap(), &npy(dir().join("pixel_values_nyu.npy")), 1e-6));
+        let emb = model.image_embeds(&pixels).unwrap();
+        worst = worst.max(assert_close(&format!("{label}: image tokens 224"), &emb.squeeze(0).unwrap(), &npy(expected.join("image_embeds_224.npy")), BAR));
+        let q = model.query_outputs(&emb).unwrap().squeeze(0).unwrap();
+        worst = worst.max(assert_close(&format!("{label}: multimodal query outputs"), &q, &npy(expected.join("qformer_224.npy")), BAR));
+        let d = model.depth(&emb).unwrap().squeeze(0).unwrap().squeeze(0).unwrap();
+        worst = worst.max(assert_close(&format!("{label}: depth map"), &d, &npy(expected.join("depth_grid_noflip.npy")), BAR));
+        // The model's own forward: flip averaged when its YAML says so
+        // (the reference's depth_grid.npy is always flip averaged).
+        let flip = model.config().flip_average;
+        let d = model.forward(&pixels).unwrap().squeeze(0).unwrap().squeeze(0).unwrap();
+        let reference = npy(expected.join(if flip { "depth_grid.npy" } else { "depth_grid_noflip.npy" }));
+        worst = worst.max(assert_close(&format!("{label}: depth map (flip {flip})"), &d, &reference, BAR));
+        let odd = model.image_embeds(&pattern_pixels(168, 280)).unwrap().squeeze(0).unwrap();
+        worst = worst.max(assert_close(&format!("{label}: image tokens 168x280 (positions resized)"), &odd, &npy(expected.join("image_embeds_168x280.npy")), BAR));
+    }
+    eprintln!("worst: {worst:.2e}");
+}
+
+#[test]
+fn depth_lands_in_the_crop_of_the_frame() {
+    let (label, files, expected) = formats().remove(0);
+    let est = load(&files);
+    let (px, w, h) = rgb("scene_640x480.png");
+    let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
+    let (depth, timings) = est.estimate(&view, Some((160, 120))).unwrap();
+    assert!(timings.encoder.as_nanos() > 0 && timings.decoder.as_nanos() > 0);
+    let reference = values(&npy(expected.join("depth_frame_160x120.npy")));
+    assert_eq!(depth.data.len(), reference.len());
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for (i, (a, b)) in depth.data.iter().zip(&reference).enumerate() {
+        assert_eq!(a.is_nan(), b.is_nan(), "{label}: pixel {i}: {a} vs {b}");
+        if !b.is_nan() {
+            ours.push(*a);
+            theirs.push(*b);
+        }
+    }
+    let rel = rel_max_diff(&ours, &theirs);
+    eprintln!("{label}: depth in the 160x120 frame: max|diff|/max|ref| = {rel:.2e}");
+    assert!(rel <= BAR);
+}
+
+#[test]
+fn adaptive_bins_mlp_in_both_release_layouts_and_safetensors() {
+    let bins = [1.00, 1.75, 2.25, 2.50, 2.75, 3.00, 3.50];
+    for (file, reference) in [("mlp_flag2.pth", "bins_flag2.npy"), ("mlp_flag1.pth", "bins_flag1.npy"), ("mlp_flag2.safetensors", "bins_flag2.npy")] {
+        let mlp = BinsMlp::from_file(&dir().join("bins").join(file), 7).unwrap();
+        let ours: Vec<f32> = mlp.bins(&bins).unwrap().iter().map(|&b| b as f32).collect();
+        let rel = rel_max_diff(&ours, &values(&npy(dir().join("bins").join(reference))));
+        eprintln!("{file}: adaptive bins max|diff|/max|ref| = {rel:.2e}");
+        assert!(rel <= 1e-6, "{file}: {rel}");
+    }
+    let err = BinsMlp::from_file(&dir().join("bins/mlp_flag2.pth"), 5).unwrap_err().to_string();
+    assert!(err.contains("5 depth classes"), "{err}");
+}
+
+#[test]
+fn f16_agrees_with_f32() {
+    let (_, files, _) = formats().remove(1);
+    let (px, w, h) = rgb("scene_640x480.png");
+    let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
+    let f32_map = load(&files).estimate(&view, Some((160, 120))).unwrap().0.data;
+    let est = DepthEstimator::load(&files, clip_depth_ros::DeviceSpec::Cpu, "f16".parse().unwrap()).unwrap();
+    let f16_map = est.estimate(&view, Some((160, 120))).unwrap().0.data;
+    let (a, b): (Vec<f32>, Vec<f32>) = f16_map.iter().zip(&f32_map).filter(|(_, b)| !b.is_nan()).map(|(a, b)| (*a, *b)).unzip();
+    let rel = rel_max_diff(&a, &b);
+    eprintln!("f16 vs f32 depth: {rel:.2e}");
+    assert!(rel < 5e-2, "{rel}");
+}
+
+#[test]
+fn user_errors_are_named() {
+    let d = dir();
+    let err = |files: ModelFiles| match DepthEstimator::load(&files, clip_depth_ros::DeviceSpec::Cpu, Default::default()) {
+        Ok(_) => panic!("{} loaded", files.checkpoint.display()),
+        Err(e) => e.to_string(),
+    };
+    let eva = |checkpoint: &str, vision: Option<&str>| ModelFiles {
+        config: d.join("eva/depthblip2.yaml"),
+        checkpoint: d.join(checkpoint),
+        clip_weights: vision.map(|v| d.join(v)),
+        clip_config: None,
+    };
+    // LAVIS's checkpoint without the tower's file.
+    let e = err(eva("eva/lavis/blip2_pretrained.pth", None));
+    assert!(e.contains("no image tower"), "{e}");
+    // The CLIP tower under the EVA Q-Former: the widths differ.
+    let e = err(eva("eva/lavis/blip2_pretrained.pth", Some("clip/lavis/clip_vit_L.pth")));
+    assert!(e.contains("cross-attends") || e.contains("shape"), "{e}");
+    // The tower given twice.
+    let e = err(eva("eva/lavis/eva_vit_g.pth", Some("eva/lavis/eva_vit_g.pth")));
+    assert!(e.contains("neither a LAVIS"), "{e}");
+    // Hugging Face weights without their config.json.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(d.join("eva/hf/model.safetensors"), tmp.path().join("model.safetensors")).unwrap();
+    let e = err(ModelFiles { config: d.join("eva/depthblip2.yaml"), checkpoint: tmp.path().join("model.safetensors"), clip_weights: None, clip_config: None });
+    assert!(e.contains("config.json"), "{e}");
+    // A map that does not fit the Q-Former's width.
+    let yaml = std::fs::read_to_string(d.join("eva/depthblip2.yaml")).unwrap().replace("map_height: 8", "map_height: 5");
+    std::fs::write(tmp.path().join("bad.yaml"), yaml).unwrap();
+    let mut files = formats().remove(0).1;
+    files.config = tmp.path().join("bad.yaml");
+    let e = err(files);
+    assert!(e.contains("map_height"), "{e}");
+}
