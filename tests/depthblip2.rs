@@ -248,3 +248,53 @@ fn user_errors_are_named() {
     let e = err(files);
     assert!(e.contains("map_height"), "{e}");
 }
+
+#[test]
+fn clip_depth_infer_and_bench_run_depthblip2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("depth.npy");
+    let d = dir();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_clip_depth"))
+        .args(["infer", "--output-size", "160x120", "--config"])
+        .arg(d.join("eva/depthblip2.yaml"))
+        .arg("--checkpoint")
+        .arg(d.join("eva/lavis/blip2_pretrained.pth"))
+        .arg("--clip-weights")
+        .arg(d.join("eva/lavis/eva_vit_g.pth"))
+        .arg("--input")
+        .arg(image_path("scene_640x480.png"))
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ours: Vec<f32> = values(&npy(out)).into_iter().filter(|v| !v.is_nan()).collect();
+    let reference: Vec<f32> = values(&npy(d.join("eva/expected/lavis/depth_frame_160x120.npy"))).into_iter().filter(|v| !v.is_nan()).collect();
+    assert!(rel_max_diff(&ours, &reference) <= BAR);
+
+    // Random weights of the shapes a Hugging Face config.json gives.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clip_depth"))
+        .args(["bench", "--batch", "1", "--iters", "1", "--warmup", "0", "--config"])
+        .arg(d.join("eva/depthblip2.yaml"))
+        .arg("--clip-config")
+        .arg(d.join("eva/hf/config.json"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("random weights") && text.contains("DepthBLIP-2"), "{text}");
+}
+
+#[test]
+fn shipped_configs_parse() {
+    use clip_depth_ros::model::DepthBlip2Config;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    for (name, layers) in [("depthblip2_nyu.yaml", 39), ("depthblip2_vitl_nyu.yaml", 23)] {
+        let path = root.join(name);
+        assert_eq!(ModelFamily::of_config(&path).unwrap(), ModelFamily::DepthBlip2, "{name}");
+        let cfg = DepthBlip2Config::from_yaml_file(&path).unwrap();
+        assert_eq!(cfg.vision_layers, Some(layers), "{name}");
+        assert!(clip_depth_ros::model::blip2::Blip2Config::preset(&cfg.blip2_vis).is_some(), "{name}");
+        assert_eq!((cfg.map_groups, cfg.map_height, cfg.input_width), (3, 16, 224));
+    }
+}

@@ -46,7 +46,7 @@ fn bad(path: &Path, message: impl Into<String>) -> Error {
 
 /// LAVIS's tower file names (OpenAI's or EVA's state dict).
 fn is_tower_name(name: &str) -> bool {
-    ["cls_token", "pos_embed", "patch_embed.", "blocks.", "conv1.", "class_embedding", "positional_embedding", "ln_pre.", "transformer.", "ln_post.", "proj"]
+    ["cls_token", "pos_embed", "patch_embed.", "blocks.", "conv1.", "class_embedding", "positional_embedding", "ln_pre.", "transformer.", "ln_post.", "proj", "norm.", "fc_norm.", "head."]
         .iter()
         .any(|p| name == *p || name.starts_with(p))
 }
@@ -55,7 +55,18 @@ fn is_tower_name(name: &str) -> bool {
 fn is_unused(name: &str) -> bool {
     name.starts_with("Qformer.cls.")
         || name.ends_with("position_ids")
-        || ["vision_proj.", "text_proj.", "itm_head.", "vision_projection.", "text_projection.", "visual_encoder.ln_post."]
+        || [
+            "vision_proj.",
+            "text_proj.",
+            "itm_head.",
+            "vision_projection.",
+            "text_projection.",
+            // OpenAI's and EVA-CLIP's heads, which LAVIS's towers do not have.
+            "visual_encoder.ln_post.",
+            "visual_encoder.norm.",
+            "visual_encoder.fc_norm.",
+            "visual_encoder.head.",
+        ]
             .iter()
             .any(|p| name.starts_with(p))
         || name == "temp"

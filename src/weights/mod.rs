@@ -24,7 +24,7 @@ pub use infer::{infer_architecture, InferredArchitecture};
 pub use file::{read_tensor_file, FileFormat, TensorFile};
 pub use names::{canonical_name, is_backbone, training_name, NameClass};
 pub use random::random_state_dict;
-pub use random_clip::random_clip_state_dict;
+pub use random_clip::{random_blip2_state_dict, random_clip_state_dict};
 pub use save::{read_safetensors, write_safetensors};
 pub use state_dict::{MismatchReport, StateDict};
 pub use torchscript::{is_torchscript, read_torchscript};

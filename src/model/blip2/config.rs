@@ -110,6 +110,37 @@ fn grid_side(rows: usize, what: &str) -> Result<usize, String> {
 }
 
 impl Blip2Config {
+    /// Names accepted by [`Self::preset`].
+    pub const PRESETS: [&'static str; 2] = ["eva_vit_g", "clip_vit_l"];
+
+    /// The released BLIP-2 shapes as LAVIS builds them, for random-weight
+    /// timing: EVA ViT-g/14 (39 of its 40 layers) or CLIP ViT-L/14 (23 of
+    /// 24), with the BERT-base Q-Former and 32 queries.
+    pub fn preset(name: &str) -> Option<Self> {
+        let key: String = name.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).collect();
+        let vision = match key.as_str() {
+            "evavitg" | "vitg" | "eva" | "pretrain" => {
+                VisionConfig { kind: VisionKind::Eva, width: 1408, layers: 39, heads: 16, mlp: 6144, patch: 14, image_size: 224, eps: 1e-6 }
+            }
+            "clipvitl" | "vitl" | "clip" | "pretrainvitl" => {
+                VisionConfig { kind: VisionKind::Clip, width: 1024, layers: 23, heads: 16, mlp: 4096, patch: 14, image_size: 224, eps: 1e-5 }
+            }
+            _ => return None,
+        };
+        let qformer = QFormerConfig {
+            hidden: 768,
+            heads: 12,
+            layers: 12,
+            intermediate: 3072,
+            cross_attention: (0..12).map(|i| i % 2 == 0).collect(),
+            encoder_width: vision.width,
+            vocab: 30523,
+            max_positions: 512,
+            eps: 1e-12,
+        };
+        Some(Self { vision, qformer, queries: 32, ln_vision_eps: 1e-5 })
+    }
+
     /// From tensor shapes under LAVIS's names.
     pub fn infer(shapes: &Shapes, hints: &ArchitectureHints, ln_vision_eps: f64) -> Result<Self, String> {
         let vision = if shapes.contains_key("visual_encoder.blocks.0.attn.qkv.weight") {

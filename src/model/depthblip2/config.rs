@@ -27,6 +27,10 @@ pub enum GroupReduce {
 pub struct DepthBlip2Config {
     #[serde(default)]
     pub model_type: String,
+    /// The BLIP-2, for logs and random-weight timing (`clip_depth bench`):
+    /// eva_vit_g or clip_vit_l. Real weights bring their shapes.
+    #[serde(default = "default_vis")]
+    pub blip2_vis: String,
     #[serde(default = "default_templates")]
     pub depth_templates: Vec<String>,
     #[serde(default = "default_objects", alias = "depth_objects")]
@@ -86,6 +90,9 @@ pub struct DepthBlip2Config {
     pub max_depth: Option<f64>,
 }
 
+fn default_vis() -> String {
+    "eva_vit_g".into()
+}
 fn default_templates() -> Vec<String> {
     vec!["This {} is {}".into()]
 }
