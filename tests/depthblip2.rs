@@ -298,3 +298,98 @@ fn shipped_configs_parse() {
         assert_eq!((cfg.map_groups, cfg.map_height, cfg.input_width), (3, 16, 224));
     }
 }
+
+#[test]
+fn bins_training_matches_three_adamw_steps_of_the_reference() {
+    use clip_depth_ros::model::nn::Ctx;
+    use clip_depth_ros::train::bins::{bins_loss, optimiser, train_step, BinsSample, TrainableBins};
+    let steps = candle_core::safetensors::load(dir().join("bins/train_steps.safetensors"), &Device::Cpu).unwrap();
+    let get = |n: &str| steps.get(n).unwrap_or_else(|| panic!("{n}")).clone();
+    let release = [1.00, 1.75, 2.25, 2.50, 2.75, 3.00, 3.50];
+    let init: std::collections::HashMap<String, Tensor> =
+        steps.iter().filter_map(|(n, t)| n.strip_prefix("init.").map(|k| (k.to_string(), t.clone()))).collect();
+    let mlp = TrainableBins::new(&release, 0.0, Some(init), 0, &Device::Cpu).unwrap();
+    let (probs, mirror, gt) = (get("probs"), get("probs_mirror"), get("gt"));
+    let (b, _, h, w) = gt.dims4().unwrap();
+    let batch: Vec<BinsSample> = (0..b)
+        .map(|i| BinsSample {
+            probs: probs.get(i).unwrap(),
+            mirror: Some(mirror.get(i).unwrap()),
+            gt: values(&gt.get(i).unwrap()),
+            gt_size: (w, h),
+        })
+        .collect();
+    let range = (1e-3, 10.0);
+    // The first step's gradients.
+    let bins = mlp.bins(&Ctx::eval()).unwrap();
+    let loss = bins_loss(&bins, &batch, 0.5, range).unwrap().loss;
+    let grads = loss.backward().unwrap();
+    let mut worst = 0f32;
+    for (name, var) in mlp.params() {
+        let rel = rel_max_diff(&values(grads.get(var.as_tensor()).unwrap()), &values(&get(&format!("grad.{name}"))));
+        worst = worst.max(rel);
+    }
+    eprintln!("step 0 gradients: worst max|diff|/max|ref| = {worst:.2e}");
+    assert!(worst <= BAR, "{worst}");
+    let mut opt = optimiser(&mlp, 0.01).unwrap();
+    for step in 0..3 {
+        let bins = mlp.bins(&Ctx::eval()).unwrap();
+        let rel = rel_max_diff(&values(&bins), &values(&get(&format!("bins.{step}"))));
+        let loss = train_step(&mlp, &mut opt, &batch, 1e-3, 0.5, range, &Ctx::eval()).unwrap();
+        let reference = values(&get(&format!("loss.{step}")))[0];
+        eprintln!("step {step}: bins {rel:.2e}, loss {loss:.6} vs {reference:.6}");
+        assert!(rel <= 1e-5, "step {step} bins: {rel}");
+        assert!(((loss as f32 - reference) / reference).abs() <= 1e-5, "step {step} loss {loss} vs {reference}");
+    }
+    let rel = rel_max_diff(&values(&mlp.bins(&Ctx::eval()).unwrap()), &values(&get("bins.3")));
+    eprintln!("bins after 3 steps: {rel:.2e}");
+    assert!(rel <= 1e-5);
+    for (name, t) in mlp.state_dict() {
+        let rel = rel_max_diff(&values(&t), &values(&get(&format!("final.{name}"))));
+        assert!(rel <= 1e-4, "final {name}: {rel}");
+    }
+}
+
+#[test]
+fn clip_depth_train_adapts_the_bins_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fixtures().join("train_data");
+    // The tiny EVA model without the NYU crop (the synthetic rooms are
+    // smaller than it), with the training keys.
+    let yaml = std::fs::read_to_string(dir().join("eva/depthblip2.yaml")).unwrap().replace("crop: [60, 56, 604, 472]\n", "");
+    let yaml = format!(
+        "{yaml}dataset: nyu\ndata_path: {d:?}\ngt_path: {d:?}\nfilenames_file: {t:?}\nfilenames_file_eval: {v:?}\nbatch_size: 4\n",
+        d = data.display().to_string(),
+        t = data.join("train.txt").display().to_string(),
+        v = data.join("val.txt").display().to_string()
+    );
+    let config = tmp.path().join("model.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let out = tmp.path().join("run");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clip_depth"))
+        .args(["train", "--epochs", "8", "--seed", "3", "--config"])
+        .arg(&config)
+        .arg("--init")
+        .arg(dir().join("eva/hf/model.safetensors"))
+        .arg("--output-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("10 training and 4 validation images"), "{log}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bins.json")).unwrap()).unwrap();
+    let list = |k: &str| summary[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
+    let (before, after) = (list("initial_bins"), list("bins"));
+    assert_eq!(after.len(), 7);
+    assert!(before.iter().zip(&after).any(|(a, b)| (a - b).abs() > 1e-4), "the bins did not move: {before:?} {after:?}");
+    assert_eq!(list("validation_loss").len(), 8);
+
+    // The written config runs with the learnt bins.
+    let files = ModelFiles { config: out.join("config.yaml"), checkpoint: dir().join("eva/hf/model.safetensors"), clip_weights: None, clip_config: None };
+    let est = load(&files);
+    let bins = est.model().as_depth_blip2().unwrap().bins().to_vec();
+    for (a, b) in bins.iter().zip(&after) {
+        assert!((a - b).abs() < 1e-5, "{bins:?} vs {after:?}");
+    }
+}

@@ -64,6 +64,16 @@ impl BinsMlp {
         Self { layers, indices: LAYOUT_FLAG2 }
     }
 
+    /// The layers under the flag-2 layout's names (`0.weight`, ...).
+    pub fn flag2_tensors(&self) -> std::collections::HashMap<String, Tensor> {
+        let mut out = std::collections::HashMap::new();
+        for ((w, b), i) in self.layers.iter().zip(LAYOUT_FLAG2) {
+            out.insert(format!("{i}.weight"), w.clone());
+            out.insert(format!("{i}.bias"), b.clone());
+        }
+        out
+    }
+
     /// mlp(b) in evaluation mode (dropout off), f32 like PyTorch.
     pub fn forward(&self, bins: &[f64]) -> Result<Vec<f32>> {
         let k = bins.len();
