@@ -3,9 +3,9 @@
 
 Two tiny random BLIP-2s, each in the weight formats a user meets:
 
-  eva/   EVA ViT tower (width 176 = 2 heads of 88 as ViT-g's, 2 layers, patch
-         14 at 224) and a Q-Former (hidden 128 = 2 heads of 64, 2 layers, cross
-         attention at layer 0, 8 queries) as
+  eva/   EVA ViT tower (width 176 = 2 heads of 88 as ViT-g's, MLP 352, 2 layers,
+         patch 14 at 224) and a Q-Former (hidden 128 = 2 heads of 64, feed-forward
+         96, 2 layers, cross attention at layer 0, 8 queries) as
            lavis/blip2_pretrained.pth   LAVIS's torch.save({"model": ...}) without
                                         the frozen tower (as LAVIS saves), with the
                                         tensors DepthBLIP-2 does not read (cls head,
@@ -58,7 +58,7 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 IMAGES = os.path.join(ROOT, "tests", "fixtures", "images")
 BERT_VOCAB = os.path.join(ROOT, "src", "model", "text", "bert_base_uncased_vocab.txt.gz")
 
-EVA = {"kind": "eva", "width": 176, "layers": 2, "heads": 2, "mlp": int(176 * 4.3637), "patch": 14, "image": 224}
+EVA = {"kind": "eva", "width": 176, "layers": 2, "heads": 2, "mlp": 2 * 176, "patch": 14, "image": 224}
 CLIP = {"kind": "clip", "width": 128, "layers": 2, "heads": 2, "patch": 14, "image": 224}
 QUERIES = 8
 GROUPS, MAP_H = 2, 8
@@ -71,7 +71,7 @@ VOCAB = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "this", "obj
 
 
 def qformer_cfg(encoder_width: int) -> dict:
-    return {"hidden": 128, "heads": 2, "layers": 2, "intermediate": 192, "cross_attention_freq": 2,
+    return {"hidden": 128, "heads": 2, "layers": 2, "intermediate": 96, "cross_attention_freq": 2,
             "encoder_width": encoder_width, "vocab": len(VOCAB) + 1, "max_positions": 64, "eps": 1e-12}
 
 
@@ -410,7 +410,6 @@ def write_bins(out: str) -> None:
             record.update({f"grad.{n}": prm.grad.detach().clone() for n, prm in mlp.named_parameters()})
         opt.step()
     record["bins.3"] = ref.adaptive_bins(mlp, ref.RELEASE_BINS).detach().clone()
-    record.update({f"final.{n}": v.detach().clone() for n, v in mlp.state_dict().items()})
     print(f"  training: loss {[round(record[f'loss.{i}'].item(), 5) for i in range(3)]}")
     save_file({k2: v.float().contiguous() for k2, v in record.items()}, os.path.join(out, "train_steps.safetensors"))
 
