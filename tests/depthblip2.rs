@@ -400,3 +400,20 @@ fn clip_depth_train_adapts_the_bins_end_to_end() {
     let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && text.contains("4 images evaluated"), "{text}");
 }
+
+#[test]
+fn torch_archives_the_zip_crate_misplaces_still_read() {
+    let path = dir().join("zip/zip_entry_76_bytes_xy.pth");
+    // candle's own reader refuses this valid archive...
+    assert!(candle_core::pickle::read_all_with_key(&path, Some("model")).is_err());
+    // ...the weight reader falls back to reading it at offset 0.
+    let file = clip_depth_ros::weights::read_tensor_file(&path).unwrap();
+    let mut tensors = file.tensors;
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(tensors.len(), 2);
+    assert_eq!(tensors[0].0, "a");
+    assert_eq!(tensors[0].1.to_vec2::<f32>().unwrap(), vec![vec![0.0, 1.0, 2.0], vec![3.0, 4.0, 5.0]]);
+    assert_eq!(tensors[1].0, "b");
+    assert_eq!(tensors[1].1.dtype(), DType::F16);
+    assert_eq!(values(&tensors[1].1), vec![1.0, 1.0]);
+}

@@ -27,7 +27,8 @@ and CLIPVisionModel (CLIP tower) on the same weights first.
 Also: bins/ (the adaptive-bins MLP in the release's .pth and as safetensors,
 its bins; a three-step AdamW run on fixed class probabilities), tokenizer/
 (sentences and bert-base-uncased ids by transformers' BertTokenizer with
-LAVIS's [DEC]), pil/ (Pillow's bilinear resizes).
+LAVIS's [DEC]), pil/ (Pillow's bilinear resizes), zip/ (a torch.save archive
+the zip crate misplaces).
 
 Usage: python make_depthblip2_fixtures.py [--out DIR]  (default ../fixtures/depthblip2)
 """
@@ -154,8 +155,8 @@ def extras(model: ref.Blip2, g: torch.Generator) -> dict:
 
 def save_torch(obj, path: str) -> None:
     """torch.save through a file object: the archive's inner folder is then
-    "archive/" whatever the file name (the Rust zip reader fails on some
-    valid archives whose folder is the 21-character "blip2_pretrained_vitL")."""
+    "archive/" whatever the file name, so the model files test the model and
+    zip/ alone tests the archives the zip crate misplaces."""
     with open(path, "wb") as f:
         torch.save(obj, f)
 
@@ -453,6 +454,18 @@ def write_tokenizer(out: str) -> None:
         json.dump({"tokenizer": "bert-base-uncased + [DEC] (transformers BertTokenizer)", "cases": cases}, f, indent=1, ensure_ascii=False)
 
 
+def write_zip_quirk(out: str) -> None:
+    """A torch.save archive saved by path with a 21-character file stem: its
+    first central directory entry is then 76 bytes long, the size of the
+    zip64 records, which makes the zip crate misplace the archive (LAVIS's
+    blip2_pretrained_vitL.pth has such a name). Values: arange(6) as (2, 3)
+    float32 and ones(2) float16, under {"model": ...}."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "zip_entry_76_bytes_xy.pth")
+    assert len(os.path.splitext(os.path.basename(path))[0]) == 21
+    torch.save({"model": {"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2, dtype=torch.float16)}, "epoch": 1}, path)
+
+
 def write_pil(out: str) -> None:
     """Pillow's bilinear resizes (8-bit RGB) the preprocessing must match byte for byte."""
     os.makedirs(out, exist_ok=True)
@@ -508,6 +521,7 @@ def main() -> None:
     write_tokenizer(os.path.join(out, "tokenizer"))
     print("pil/")
     write_pil(os.path.join(out, "pil"))
+    write_zip_quirk(os.path.join(out, "zip"))
     np.save(os.path.join(out, "pixel_values_nyu.npy"), scene_pixels()[0].numpy())
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print(f"wrote {out} ({total / 1e6:.1f} MB)")
