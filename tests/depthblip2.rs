@@ -417,3 +417,61 @@ fn torch_archives_the_zip_crate_misplaces_still_read() {
     assert_eq!(tensors[1].1.dtype(), DType::F16);
     assert_eq!(values(&tensors[1].1), vec![1.0, 1.0]);
 }
+
+#[test]
+fn transformers_5_packed_qkv_bias_loads_and_a_nonzero_k_bias_is_refused() {
+    use clip_depth_ros::weights::{read_tensor_file, write_safetensors};
+    let d = dir();
+    let file = read_tensor_file(&d.join("eva/hf/model.safetensors")).unwrap();
+    let mut by_name: std::collections::BTreeMap<String, Tensor> = file.tensors.into_iter().collect();
+    let layers: Vec<String> = by_name.keys().filter_map(|n| n.strip_suffix(".self_attn.q_bias").map(String::from)).collect();
+    assert!(!layers.is_empty());
+    let packed = |by_name: &mut std::collections::BTreeMap<String, Tensor>, k_value: f64| {
+        for l in &layers {
+            let q = by_name.remove(&format!("{l}.self_attn.q_bias")).unwrap();
+            let v = by_name.remove(&format!("{l}.self_attn.v_bias")).unwrap();
+            let k = (q.zeros_like().unwrap() + k_value).unwrap();
+            by_name.insert(format!("{l}.self_attn.qkv.bias"), Tensor::cat(&[&q, &k, &v], 0).unwrap());
+        }
+    };
+    let write = |by_name: &std::collections::BTreeMap<String, Tensor>, tmp: &std::path::Path| {
+        let tensors: Vec<(String, Tensor)> = by_name.iter().map(|(n, t)| (n.clone(), t.clone())).collect();
+        write_safetensors(&tmp.join("model.safetensors"), &tensors, &Default::default()).unwrap();
+        for f in ["config.json", "tokenizer.json"] {
+            std::fs::copy(d.join("eva/hf").join(f), tmp.join(f)).unwrap();
+        }
+        ModelFiles { config: d.join("eva/depthblip2.yaml"), checkpoint: tmp.join("model.safetensors"), clip_weights: None, clip_config: None }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut good = by_name.clone();
+    packed(&mut good, 0.0);
+    let est = load(&write(&good, tmp.path()));
+    let model = est.model().as_depth_blip2().unwrap();
+    let emb = model.image_embeds(&npy(d.join("pixel_values_nyu.npy")).unsqueeze(0).unwrap()).unwrap();
+    assert_close("packed qkv.bias: image tokens", &emb.squeeze(0).unwrap(), &npy(d.join("eva/expected/hf/image_embeds_224.npy")), BAR);
+
+    let tmp = tempfile::tempdir().unwrap();
+    packed(&mut by_name, 0.5);
+    let err = match DepthEstimator::load(&write(&by_name, tmp.path()), clip_depth_ros::DeviceSpec::Cpu, Default::default()) {
+        Ok(_) => panic!("a nonzero k bias was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("k part"), "{err}");
+}
+
+#[test]
+fn a_batch_gives_each_frame_its_own_depth() {
+    let (_, files, _) = formats().remove(0);
+    let est = load(&files);
+    let (px, w, h) = rgb("scene_640x480.png");
+    let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
+    let mirrored: Vec<u8> = px.chunks_exact(w * 3).flat_map(|row| row.chunks_exact(3).rev().flatten().copied().collect::<Vec<_>>()).collect();
+    let other = ImageView::packed(&mirrored, w, h, PixelFormat::Rgb8).unwrap();
+    let (both, _) = est.estimate_batch(&[view, other], (160, 120)).unwrap();
+    for (i, v) in [view, other].iter().enumerate() {
+        let alone = est.estimate(v, Some((160, 120))).unwrap().0.data;
+        let (a, b): (Vec<f32>, Vec<f32>) = both[i].data.iter().zip(&alone).filter(|(_, b)| !b.is_nan()).map(|(a, b)| (*a, *b)).unzip();
+        assert!(rel_max_diff(&a, &b) < 1e-5, "frame {i}");
+    }
+    assert_ne!(both[0].data, both[1].data);
+}
