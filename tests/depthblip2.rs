@@ -475,3 +475,21 @@ fn a_batch_gives_each_frame_its_own_depth() {
     }
     assert_ne!(both[0].data, both[1].data);
 }
+
+#[test]
+fn clip_depth_inspect_checks_blip2_files() {
+    let d = dir();
+    let run = |extra: &[PathBuf]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clip_depth"));
+        cmd.arg("inspect").arg(d.join("eva/lavis/blip2_pretrained.pth"));
+        if let Some(tower) = extra.first() {
+            cmd.arg("--clip-weights").arg(tower);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (ok, text) = run(&[d.join("eva/lavis/eva_vit_g.pth")]);
+    assert!(ok && text.contains("EVA ViT width 176 x 2 layers") && text.contains("Lavis"), "{text}");
+    let (ok, text) = run(&[]);
+    assert!(!ok && text.contains("no image tower"), "{text}");
+}

@@ -238,13 +238,21 @@ fn pad(rows: &[Vec<u32>], len: usize, dev: &Device) -> CandleResult<(Tensor, Ten
 /// tower file with the shapes read from the tensors; checked strictly.
 pub fn load_weights(cfg: &DepthBlip2Config, checkpoint: &Path, vision: Option<&Path>, hf_config: Option<&Path>) -> Result<(Blip2StateDict, Blip2Config)> {
     let mut dict = Blip2StateDict::from_files(checkpoint, vision)?;
+    let arch = check_weights(cfg, &mut dict, hf_config)?;
+    Ok((dict, arch))
+}
+
+/// The architecture of read weights (see [`load_weights`]), the tower
+/// layers beyond `vision_layers` set aside, every tensor checked.
+pub fn check_weights(cfg: &DepthBlip2Config, dict: &mut Blip2StateDict, hf_config: Option<&Path>) -> Result<Blip2Config> {
+    let checkpoint = dict.path().to_path_buf();
     let hints = cfg.hints();
     let arch = match dict.format() {
         Blip2Format::HuggingFace => {
             let path = match hf_config {
                 Some(p) => p.to_path_buf(),
                 None => checkpoint.parent().map(|d| d.join("config.json")).filter(|p| p.is_file()).ok_or_else(|| Error::Weights {
-                    path: checkpoint.to_owned(),
+                    path: checkpoint.clone(),
                     message: "Hugging Face BLIP-2 weights need their config.json (beside them, or --clip-config)".into(),
                 })?,
             };
@@ -255,7 +263,7 @@ pub fn load_weights(cfg: &DepthBlip2Config, checkpoint: &Path, vision: Option<&P
             if let Some(p) = hf_config {
                 return Err(Error::Config { path: p.to_owned(), message: "a config.json is for Hugging Face weights; LAVIS's are read from their shapes".into() });
             }
-            Blip2Config::infer(&dict.shapes(), &hints, 1e-5).map_err(|message| Error::Weights { path: checkpoint.to_owned(), message })?
+            Blip2Config::infer(&dict.shapes(), &hints, 1e-5).map_err(|message| Error::Weights { path: checkpoint.clone(), message })?
         }
     };
     let stored = {
@@ -264,12 +272,12 @@ pub fn load_weights(cfg: &DepthBlip2Config, checkpoint: &Path, vision: Option<&P
         (0..).take_while(|i| shapes.keys().any(|k| k.starts_with(&format!("{prefix}{i}.")))).count()
     };
     if arch.vision.layers > stored && stored > 0 {
-        return Err(Error::Config { path: checkpoint.to_owned(), message: format!("vision_layers {} but the tower's file holds {stored} layers", arch.vision.layers) });
+        return Err(Error::Config { path: checkpoint, message: format!("vision_layers {} but the tower's file holds {stored} layers", arch.vision.layers) });
     }
     dict.drop_tower_layers_from(arch.vision.layers);
     let expected = record_tensors(&dict.names(), |vb| Blip2::new(vb, &arch).map(|_| ()))?;
     dict.check(&expected)?;
-    Ok((dict, arch))
+    Ok(arch)
 }
 
 /// The YAML's `tokenizer`, else `tokenizer.json` or `vocab.txt` beside
