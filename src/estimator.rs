@@ -1,7 +1,8 @@
 //! The library's front door: load a depth model from its files (the
 //! family chosen by the model config's `model_type`), turn camera frames
 //! into metric depth maps of any size, timed per stage. Families:
-//! SPACE-CLIP (`space_clip`, the default) and DepthCLIP (`depthclip`).
+//! SPACE-CLIP (`space_clip`, the default), DepthCLIP (`depthclip`) and
+//! DepthBLIP-2 (`depthblip2`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::image::ImageView;
 use crate::model::depthclip::{declare_towers, ClipArchitecture, InputGeometry, PromptOverrides};
 use crate::model::text::ClipTokenizer;
-use crate::model::{DepthClip, DepthClipConfig, SpaceClip, VisionOutput};
+use crate::model::{DepthBlip2, DepthBlip2Config, DepthClip, DepthClipConfig, SpaceClip, VisionOutput};
 use crate::image::postprocess::resize_bilinear_clamped;
 use crate::image::device_preprocess::DevicePreprocessor;
 use crate::image::preprocess::Preprocessor;
@@ -93,15 +94,19 @@ pub enum ModelFamily {
     SpaceClip,
     /// `depthclip`: zero-shot, a whole CLIP and distance prompts.
     DepthClip,
+    /// `depthblip2`: BLIP-2's Q-Former fusing the image with distance
+    /// prompts; bins fixed or adapted from a few images.
+    DepthBlip2,
 }
 
 impl ModelFamily {
-    pub const NAMES: [&'static str; 2] = ["space_clip", "depthclip"];
+    pub const NAMES: [&'static str; 3] = ["space_clip", "depthclip", "depthblip2"];
 
     pub fn parse(name: &str) -> std::result::Result<Self, String> {
         match name.trim().to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
             "" | "space_clip" | "spaceclip" => Ok(Self::SpaceClip),
             "depthclip" | "depth_clip" => Ok(Self::DepthClip),
+            "depthblip2" | "depth_blip2" | "depthblip_2" | "depth_blip_2" => Ok(Self::DepthBlip2),
             other => Err(format!("model_type {other:?} is not a known model family ({})", Self::NAMES.join(", "))),
         }
     }
@@ -138,6 +143,7 @@ pub struct ModelOverrides {
 pub enum DepthModel {
     SpaceClip(SpaceClip),
     DepthClip(DepthClip),
+    DepthBlip2(DepthBlip2),
 }
 
 impl DepthModel {
@@ -145,20 +151,28 @@ impl DepthModel {
         match self {
             Self::SpaceClip(_) => ModelFamily::SpaceClip,
             Self::DepthClip(_) => ModelFamily::DepthClip,
+            Self::DepthBlip2(_) => ModelFamily::DepthBlip2,
         }
     }
 
     pub fn as_space_clip(&self) -> Option<&SpaceClip> {
         match self {
             Self::SpaceClip(m) => Some(m),
-            Self::DepthClip(_) => None,
+            _ => None,
         }
     }
 
     pub fn as_depth_clip(&self) -> Option<&DepthClip> {
         match self {
             Self::DepthClip(m) => Some(m),
-            Self::SpaceClip(_) => None,
+            _ => None,
+        }
+    }
+
+    pub fn as_depth_blip2(&self) -> Option<&DepthBlip2> {
+        match self {
+            Self::DepthBlip2(m) => Some(m),
+            _ => None,
         }
     }
 
@@ -168,6 +182,7 @@ impl DepthModel {
         match self {
             Self::SpaceClip(m) => m.backbone_config(),
             Self::DepthClip(m) => m.input_description(),
+            Self::DepthBlip2(m) => m.input_description(),
         }
     }
 
@@ -176,6 +191,7 @@ impl DepthModel {
         match self {
             Self::SpaceClip(m) => m.hidden_states(pixels, taps),
             Self::DepthClip(_) => candle_core::bail!("DepthCLIP has no SPACE-CLIP backbone taps; use DepthClip::image_tokens"),
+            Self::DepthBlip2(_) => candle_core::bail!("DepthBLIP-2 has no SPACE-CLIP backbone taps; use DepthBlip2::image_embeds"),
         }
     }
 
@@ -185,6 +201,7 @@ impl DepthModel {
         match self {
             Self::SpaceClip(m) => m.forward(pixels),
             Self::DepthClip(m) => m.forward(pixels),
+            Self::DepthBlip2(m) => m.forward(pixels),
         }
     }
 
@@ -196,6 +213,10 @@ impl DepthModel {
             }
             Self::DepthClip(m) => {
                 let (lo, hi) = m.config().depth_range();
+                (lo as f32, hi as f32)
+            }
+            Self::DepthBlip2(m) => {
+                let (lo, hi) = m.config().depth_range(m.bins());
                 (lo as f32, hi as f32)
             }
         }
@@ -255,12 +276,13 @@ impl DepthEstimator {
         if family == ModelFamily::SpaceClip && !overrides.prompts.is_empty() {
             return Err(Error::Config {
                 path: files.config.clone(),
-                message: "prompt and bin settings are DepthCLIP's; this is a SPACE-CLIP model (model_type)".into(),
+                message: "prompt and bin settings are DepthCLIP's and DepthBLIP-2's; this is a SPACE-CLIP model (model_type)".into(),
             });
         }
         match family {
             ModelFamily::SpaceClip => Self::load_space_clip(files, device, dtype),
             ModelFamily::DepthClip => Self::load_depth_clip(files, &overrides.prompts, device, dtype),
+            ModelFamily::DepthBlip2 => Self::load_depth_blip2(files, &overrides.prompts, device, dtype),
         }
     }
 
@@ -330,6 +352,39 @@ impl DepthEstimator {
         Ok(Self::from_depth_clip(model, device, dtype.0, name))
     }
 
+    /// DepthBLIP-2: the YAML, BLIP-2 weights (LAVIS's Q-Former checkpoint
+    /// with its tower's file as `clip_weights`, or a Hugging Face
+    /// Blip2ForImageTextRetrieval with its `config.json`), the tokenizer,
+    /// the bins (adapted by the YAML's `adaptive_bins` MLP when given).
+    fn load_depth_blip2(files: &ModelFiles, overrides: &PromptOverrides, device: DeviceSpec, dtype: ModelDType) -> Result<Self> {
+        let config_error = |message: String| Error::Config { path: files.config.clone(), message };
+        let mut cfg = DepthBlip2Config::from_yaml_file(&files.config)?;
+        cfg.apply(overrides).map_err(config_error)?;
+        let device = device.open()?;
+        if device.is_cpu() && dtype.0 == DType::BF16 {
+            return Err(Error::Device(
+                "bf16 is not supported on the CPU (candle has no CPU bf16 matmul); use f32 or f16, or a CUDA device".into(),
+            ));
+        }
+        let (dict, arch) = crate::model::depthblip2::load_weights(&cfg, &files.checkpoint, files.clip_weights.as_deref(), files.clip_config.as_deref())?;
+        let tokenizer = crate::model::depthblip2::find_tokenizer(&cfg, &files.checkpoint)?;
+        let bins = cfg.class_bins()?;
+        let vb = dict.into_var_builder(dtype.0, &device);
+        let model = DepthBlip2::new(vb, &cfg, &arch, &tokenizer, bins).map_err(|e| match e {
+            Error::ModelConfig(message) => config_error(message),
+            other => other,
+        })?;
+        let name = format!("DepthBLIP-2 ({})", arch.describe());
+        Ok(Self::from_depth_blip2(model, device, dtype.0, name))
+    }
+
+    /// Wraps a built DepthBLIP-2 model (its weights must be on `device`).
+    pub fn from_depth_blip2(model: DepthBlip2, device: Device, dtype: DType, name: String) -> Self {
+        let geometry = model.geometry();
+        let preprocessor = geometry.preprocessor().clone();
+        Self { model: DepthModel::DepthBlip2(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name }
+    }
+
     /// Wraps an already built model (its weights must be on `device`).
     pub fn from_model(model: SpaceClip, device: Device, dtype: DType, name: String) -> Self {
         let preprocessor = Preprocessor::for_backbone(model.backbone_config());
@@ -350,7 +405,7 @@ impl DepthEstimator {
     pub fn set_device_preprocessing(&mut self, on: bool) {
         self.device_preprocessor = match &self.model {
             DepthModel::SpaceClip(m) => on.then(|| DevicePreprocessor::for_backbone(m.backbone_config())),
-            DepthModel::DepthClip(_) => None,
+            DepthModel::DepthClip(_) | DepthModel::DepthBlip2(_) => None,
         };
     }
 
@@ -402,6 +457,7 @@ impl DepthEstimator {
         match &self.model {
             DepthModel::SpaceClip(_) => self.preprocessor.size(),
             DepthModel::DepthClip(m) => m.input_description().image_size,
+            DepthModel::DepthBlip2(m) => m.input_description().image_size,
         }
     }
 
@@ -478,7 +534,13 @@ impl DepthEstimator {
                 timings.decoder = t.elapsed();
                 depth
             }
-            DepthModel::DepthClip(model) => return self.run_depth_clip(model, images, &pixels, sizes, clamp, timings),
+            DepthModel::DepthClip(model) => {
+                return self.run_on_grid(|p| model.encode(p), |e| Ok((model.decode(e)?, e.grid)), images, &pixels, sizes, clamp, timings)
+            }
+            DepthModel::DepthBlip2(model) => {
+                let map = model.map_size();
+                return self.run_on_grid(|p| model.encode(p), |e| Ok((model.decode(e)?, map)), images, &pixels, sizes, clamp, timings);
+            }
         };
 
         let t = Instant::now();
@@ -499,11 +561,14 @@ impl DepthEstimator {
         Ok((maps, timings))
     }
 
-    /// DepthCLIP's image tower and head, then each grid map resized into
-    /// its frame's crop region (NaN outside), clamped when asked.
-    fn run_depth_clip(
+    /// DepthCLIP's and DepthBLIP-2's image tower (`encode`) and head
+    /// (`decode`: depth and its grid), then each grid map resized into its
+    /// frame's crop region (NaN outside), clamped when asked.
+    #[allow(clippy::too_many_arguments)]
+    fn run_on_grid<E>(
         &self,
-        model: &DepthClip,
+        encode: impl Fn(&Tensor) -> candle_core::Result<E>,
+        decode: impl Fn(&E) -> candle_core::Result<(Tensor, (usize, usize))>,
         images: &[ImageView<'_>],
         pixels: &Tensor,
         sizes: &[(usize, usize)],
@@ -511,20 +576,19 @@ impl DepthEstimator {
         mut timings: StageTimings,
     ) -> Result<(Vec<DepthMap>, StageTimings)> {
         let t = Instant::now();
-        let encoded = model.encode(pixels)?;
+        let encoded = encode(pixels)?;
         self.sync()?;
         timings.encoder = t.elapsed();
 
         let t = Instant::now();
-        let depth = model.decode(&encoded)?;
+        let (depth, (gh, gw)) = decode(&encoded)?;
         self.sync()?;
         timings.decoder = t.elapsed();
 
         let t = Instant::now();
         let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-        let (gh, gw) = encoded.grid;
         let host = depth.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        let geometry = self.geometry.as_ref().ok_or_else(|| Error::ModelConfig("DepthCLIP without its input geometry".into()))?;
+        let geometry = self.geometry.as_ref().ok_or_else(|| Error::ModelConfig("a grid model without its input geometry".into()))?;
         let maps = host
             .chunks_exact(gh * gw)
             .zip(images.iter().zip(sizes))
@@ -547,7 +611,11 @@ impl DepthEstimator {
         let (min_d, max_d) = if clamp { self.depth_range() } else { (f32::NEG_INFINITY, f32::INFINITY) };
         let (_, _, sh, sw) = depth.dims4()?;
         let host = depth.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        let align_corners = self.model.as_depth_clip().is_some_and(|m| m.config().upsample_align_corners);
+        let align_corners = match &self.model {
+            DepthModel::DepthClip(m) => m.config().upsample_align_corners,
+            DepthModel::DepthBlip2(m) => m.config().upsample_align_corners,
+            DepthModel::SpaceClip(_) => false,
+        };
         Ok(host
             .chunks_exact(sh * sw)
             .map(|map| DepthMap {

@@ -14,8 +14,32 @@ use crate::image::ImageView;
 
 /// Fixed-point fraction bits of the 8-bit path (32 - 8 - 2).
 pub const PRECISION_BITS: u32 = 22;
-/// Half-width of the bicubic kernel at scale 1.
-const SUPPORT: f64 = 2.0;
+/// Pillow's resampling filters this port reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filter {
+    /// `Image.BICUBIC` (a = -0.5, support 2): CLIP's preprocessing.
+    #[default]
+    Bicubic,
+    /// `Image.BILINEAR` (triangle, support 1): torchvision's `Resize` default.
+    Bilinear,
+}
+
+impl Filter {
+    /// Half-width of the kernel at scale 1.
+    fn support(self) -> f64 {
+        match self {
+            Self::Bicubic => 2.0,
+            Self::Bilinear => 1.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Self::Bicubic => bicubic(x),
+            Self::Bilinear => (1.0 - x.abs()).max(0.0),
+        }
+    }
+}
 
 fn bicubic(x: f64) -> f64 {
     const A: f64 = -0.5;
@@ -39,10 +63,10 @@ struct Taps {
 }
 
 impl Taps {
-    fn new(in_size: usize, out_size: usize) -> Self {
+    fn new(in_size: usize, out_size: usize, filter: Filter) -> Self {
         let scale = in_size as f64 / out_size as f64;
         let filter_scale = scale.max(1.0);
-        let support = SUPPORT * filter_scale;
+        let support = filter.support() * filter_scale;
         let width = support.ceil() as usize * 2 + 1;
         let mut taps = Taps {
             starts: Vec::with_capacity(out_size),
@@ -58,7 +82,7 @@ impl Taps {
             let count = hi.saturating_sub(lo).min(width);
             let mut sum = 0.0;
             for (x, kx) in k.iter_mut().enumerate().take(count) {
-                *kx = bicubic((x as f64 + lo as f64 - center + 0.5) / filter_scale);
+                *kx = filter.weight((x as f64 + lo as f64 - center + 0.5) / filter_scale);
                 sum += *kx;
             }
             let row = &mut taps.weights[i * width..(i + 1) * width];
@@ -84,7 +108,7 @@ impl Taps {
 /// units of 2^-[`PRECISION_BITS`]): `row (1 x in) * matrix` is one pass
 /// before Pillow's rounding. For resizing with matrix products.
 pub fn tap_matrix_transposed(in_size: usize, out_size: usize) -> Vec<i32> {
-    let taps = Taps::new(in_size, out_size);
+    let taps = Taps::new(in_size, out_size, Filter::Bicubic);
     let mut m = vec![0; in_size * out_size];
     for o in 0..out_size {
         let (start, w) = taps.of(o);
@@ -135,28 +159,33 @@ pub fn vertical_pass_first(in_w: usize, in_h: usize, out_w: usize, out_h: usize)
 /// Resizes to `out_w` x `out_h`, keeping the pixel layout; the result is
 /// packed (no row padding).
 pub fn resize_bicubic(src: &ImageView<'_>, out_w: usize, out_h: usize) -> Vec<u8> {
+    resize_with(src, out_w, out_h, Filter::Bicubic)
+}
+
+/// Resizes with Pillow's `filter`, keeping the pixel layout; packed.
+pub fn resize_with(src: &ImageView<'_>, out_w: usize, out_h: usize, filter: Filter) -> Vec<u8> {
     let ch = src.format().channels();
     let (in_w, in_h) = (src.width(), src.height());
     // Straight from the (possibly padded) source rows.
     let source: Vec<&[u8]> = (0..in_h).map(|y| src.row(y)).collect();
     if vertical_pass_first(in_w, in_h, out_w, out_h) {
-        let tall = vertical_pass(&source, out_h);
+        let tall = vertical_pass(&source, out_h, filter);
         let rows: Vec<&[u8]> = tall.chunks_exact(in_w * ch).collect();
-        horizontal_pass(&rows, ch, out_w)
+        horizontal_pass(&rows, ch, out_w, filter)
     } else {
-        let wide = horizontal_pass(&source, ch, out_w);
+        let wide = horizontal_pass(&source, ch, out_w, filter);
         let rows: Vec<&[u8]> = wide.chunks_exact(out_w * ch).collect();
-        vertical_pass(&rows, out_h)
+        vertical_pass(&rows, out_h, filter)
     }
 }
 
 /// Each row resampled to `out_w` pixels of `ch` bytes; packed.
-fn horizontal_pass(rows: &[&[u8]], ch: usize, out_w: usize) -> Vec<u8> {
+fn horizontal_pass(rows: &[&[u8]], ch: usize, out_w: usize, filter: Filter) -> Vec<u8> {
     let in_w = rows.first().map_or(0, |r| r.len() / ch);
     if out_w == in_w {
         return rows.concat();
     }
-    let taps = Taps::new(in_w, out_w);
+    let taps = Taps::new(in_w, out_w, filter);
     let mut out = vec![0u8; out_w * ch * rows.len()];
     for (row, out_row) in rows.iter().zip(out.chunks_exact_mut(out_w * ch)) {
         match ch {
@@ -169,12 +198,12 @@ fn horizontal_pass(rows: &[&[u8]], ch: usize, out_w: usize) -> Vec<u8> {
 }
 
 /// The rows resampled to `out_h` rows: whole rows at a time (vectorises).
-fn vertical_pass(rows: &[&[u8]], out_h: usize) -> Vec<u8> {
+fn vertical_pass(rows: &[&[u8]], out_h: usize, filter: Filter) -> Vec<u8> {
     if out_h == rows.len() {
         return rows.concat();
     }
     let row_len = rows.first().map_or(0, |r| r.len());
-    let taps = Taps::new(rows.len(), out_h);
+    let taps = Taps::new(rows.len(), out_h, filter);
     let mut out = vec![0u8; row_len * out_h];
     let mut acc = vec![0i32; row_len];
     for (yo, out_row) in out.chunks_exact_mut(row_len).enumerate() {
@@ -200,7 +229,7 @@ mod tests {
     #[test]
     fn weights_sum_to_one_and_identity_is_exact() {
         for (i, o) in [(640, 224), (480, 224), (224, 224), (100, 224), (3, 1)] {
-            let t = Taps::new(i, o);
+            let t = Taps::new(i, o, Filter::Bicubic);
             for j in 0..o {
                 let s: i64 = t.of(j).1.iter().map(|&w| w as i64).sum();
                 assert!((s - (1 << PRECISION_BITS)).abs() <= t.counts[j] as i64, "{i}->{o} at {j}: {s}");

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use crate::model::BackboneConfig;
 use crate::error::Result;
 use crate::image::{ImageView, PixelFormat};
-use crate::image::pil_resize::resize_bicubic;
+use crate::image::pil_resize::{resize_with, Filter};
 
 /// Normalisation settings for one backbone.
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub struct Preprocessor {
     height: usize,
     /// `lut[c][v] = (v / 255 - mean[c]) / std[c]`
     lut: [[f32; 256]; 3],
+    /// Pillow's filter for the resize (bicubic unless told).
+    filter: Filter,
 }
 
 impl Preprocessor {
@@ -36,7 +38,17 @@ impl Preprocessor {
                 lut[c][v] = (v as f32 / 255.0 - mean[c]) / std[c];
             }
         }
-        Self { width, height, lut }
+        Self { width, height, lut, filter: Filter::Bicubic }
+    }
+
+    /// The same preparation resizing with another Pillow filter.
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    pub fn filter(&self) -> Filter {
+        self.filter
     }
 
     pub fn for_backbone(cfg: &BackboneConfig) -> Self {
@@ -95,6 +107,6 @@ impl Preprocessor {
                 return Ok(Cow::Borrowed(pixels));
             }
         }
-        Ok(Cow::Owned(resize_bicubic(image, w, h)))
+        Ok(Cow::Owned(resize_with(image, w, h, self.filter)))
     }
 }

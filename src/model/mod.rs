@@ -3,7 +3,11 @@
 //! several layers, and the dual-pathway decoder with FiLM conditioning.
 //! DepthCLIP: a frozen CLIP (ResNet or ViT image tower and the text tower)
 //! comparing image features with prompts about distance, no training.
+//! DepthBLIP-2: BLIP-2's Q-Former fusing the image with the same prompts,
+//! with depth bins optionally adapted from a few images.
 
+pub mod blip2;
+pub mod depthblip2;
 pub mod depthclip;
 pub mod layers;
 pub mod nn;
@@ -12,6 +16,7 @@ pub mod text;
 pub mod vision;
 
 pub use spaceclip::{DecoderConfig, Precision, SpaceClip, SpaceClipDecoder, TrainOptions, TrainableSpaceClip, BACKBONE_PREFIX};
+pub use depthblip2::{DepthBlip2, DepthBlip2Config};
 pub use depthclip::{DepthClip, DepthClipConfig};
 pub use vision::{
     Activation, BackboneConfig, BackboneKind, ClipVisionTransformer, ModifiedResNet, ResnetConfig,

@@ -1,6 +1,7 @@
 //! Training: the authors' recipe (losses, AdamW with clipping, schedules,
 //! EMA, validation and best selection) over any [`crate::model::nn::TrainableModel`].
 
+pub mod bins;
 pub mod config;
 pub mod ema;
 pub mod load;

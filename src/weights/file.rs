@@ -87,10 +87,25 @@ fn read_torch_zip(path: &Path) -> candle_core::Result<Vec<(String, Tensor)>> {
             Ok(t) if !t.is_empty() => return Ok(t),
             Ok(_) => {}
             Err(e) if e.to_string().contains("not found") => last_err = Some(e),
+            // A valid archive the zip crate misplaces (see the fallback).
+            Err(e) if e.to_string().contains("Central Directory") => return read_torch_zip_at_offset_zero(path),
             Err(e) => return Err(e),
         }
     }
     Err(last_err.unwrap_or_else(|| candle_core::Error::Msg("no tensors found in the checkpoint".into())))
+}
+
+fn read_torch_zip_at_offset_zero(path: &Path) -> candle_core::Result<Vec<(String, Tensor)>> {
+    let mut last_err = String::new();
+    for key in [Some("model"), Some("state_dict"), None] {
+        match super::torchscript::read_torch_save_at_offset_zero(path, key) {
+            Ok(t) if !t.is_empty() => return Ok(t),
+            Ok(_) => {}
+            Err(e) if e.contains("not found") => last_err = e,
+            Err(e) => return Err(candle_core::Error::Msg(e)),
+        }
+    }
+    Err(candle_core::Error::Msg(if last_err.is_empty() { "no tensors found in the checkpoint".into() } else { last_err }))
 }
 
 /// Library errors may carry backtraces or several lines; keep the first.

@@ -65,6 +65,13 @@ impl StateDict {
         Ok(dict)
     }
 
+    /// Tensors already under the model's names, with the stored names
+    /// that inference does not read (other families' loaders).
+    pub fn from_parts(tensors: HashMap<String, Tensor>, mut ignored: Vec<String>) -> Self {
+        ignored.sort();
+        Self { tensors, ignored }
+    }
+
     pub fn names(&self) -> HashSet<String> {
         self.tensors.keys().cloned().collect()
     }

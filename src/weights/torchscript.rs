@@ -170,3 +170,45 @@ fn materialise(info: &TensorInfo, storage: &[u8]) -> Result<Tensor> {
     }
     Tensor::from_raw_buffer(&bytes, info.dtype, &dims, &Device::Cpu).map_err(|e| format!("{}: {e}", info.name))
 }
+
+/// The tensors of a `torch.save` zip archive read with the archive at
+/// offset 0. candle's reader lets the zip crate guess where the archive
+/// starts, and for archives with zip64 records whose first central
+/// directory entry is exactly 76 bytes long (an inner folder name of 21
+/// characters, as `torch.save` names it after the file:
+/// `blip2_pretrained_vitL.pth`) the guess is wrong and the archive is
+/// refused. `key` picks an entry of a dict checkpoint (`model`).
+pub fn read_torch_save_at_offset_zero(path: &Path, key: Option<&str>) -> Result<Vec<(String, Tensor)>> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let config = zip::read::Config { archive_offset: zip::read::ArchiveOffset::Known(0) };
+    let mut zip = zip::ZipArchive::with_config(config, std::io::BufReader::new(file)).map_err(|e| format!("not a zip archive: {e}"))?;
+    let names: Vec<String> = zip.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
+    let data_pkl = names.iter().filter(|n| n.ends_with("data.pkl")).min_by_key(|n| n.len()).ok_or("the archive has no data.pkl")?.clone();
+    let dir = std::path::PathBuf::from(data_pkl.strip_suffix(".pkl").unwrap_or("data"));
+    let mut pickle = Vec::new();
+    zip.by_name(&data_pkl).map_err(|e| e.to_string())?.read_to_end(&mut pickle).map_err(|e| e.to_string())?;
+    let mut stack = Stack::empty();
+    stack.read_loop(&mut std::io::BufReader::new(&pickle[..])).map_err(|e| format!("data.pkl: {e}"))?;
+    let mut obj = stack.finalize().map_err(|e| format!("data.pkl: {e}"))?;
+    if let Some(key) = key {
+        let Object::Dict(entries) = obj else { return Err(format!("key {key} not found")) };
+        obj = entries.into_iter().find(|(k, _)| *k == Object::Unicode(key.to_owned())).map(|(_, v)| v).ok_or_else(|| format!("key {key} not found"))?;
+    }
+    let Object::Dict(entries) = obj else { return Ok(Vec::new()) };
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut tensors = Vec::new();
+    for (name, value) in entries {
+        let Ok(Some(info)) = value.into_tensor_info(name, &dir) else { continue };
+        if !storages.contains_key(&info.path) {
+            let mut bytes = Vec::new();
+            zip.by_name(&info.path)
+                .map_err(|e| format!("{}: storage {}: {e}", info.name, info.path))?
+                .read_to_end(&mut bytes)
+                .map_err(|e| e.to_string())?;
+            storages.insert(info.path.clone(), bytes);
+        }
+        let tensor = materialise(&info, &storages[&info.path])?;
+        tensors.push((info.name, tensor));
+    }
+    Ok(tensors)
+}

@@ -11,10 +11,10 @@ use clip_depth_ros::{DepthEstimator, DeviceSpec, ModelDType, ModelFiles};
 /// The backbone's weight and config files, when not in the checkpoint.
 #[derive(Args, Debug, Clone, Default)]
 pub struct BackboneArgs {
-    /// Separate HF CLIP model.safetensors, for a decoder-only checkpoint.
+    /// Separate HF CLIP model.safetensors, for a decoder-only checkpoint; DepthBLIP-2 with LAVIS weights: the image tower's file (eva_vit_g.pth, clip_vit_L.pth).
     #[arg(long)]
     pub clip_weights: Option<PathBuf>,
-    /// HF config.json of the backbone (default: beside --clip-weights, else the preset of clip_model_name).
+    /// HF config.json of the backbone (default: beside --clip-weights, else the preset of clip_model_name); DepthBLIP-2: the Hugging Face BLIP-2 config.json (default: beside the checkpoint).
     #[arg(long)]
     pub clip_config: Option<PathBuf>,
 }

@@ -13,7 +13,10 @@ use clip_depth_ros::model::depthclip::ClipArchitecture;
 use clip_depth_ros::model::text::ClipTokenizer;
 use clip_depth_ros::model::{BackboneConfig, DecoderConfig, DepthClip, DepthClipConfig};
 use clip_depth_ros::model::SpaceClip;
-use clip_depth_ros::weights::{random_clip_state_dict, random_state_dict};
+use clip_depth_ros::model::blip2::Blip2Config;
+use clip_depth_ros::model::depthblip2::find_tokenizer;
+use clip_depth_ros::model::{DepthBlip2, DepthBlip2Config};
+use clip_depth_ros::weights::{random_blip2_state_dict, random_clip_state_dict, random_state_dict};
 use clip_depth_ros::device::memory;
 use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, PixelFormat, StageTimings};
 
@@ -77,8 +80,10 @@ fn load(args: &BenchArgs) -> Result<(DepthEstimator, &'static str)> {
         return Ok((model.load()?, "checkpoint"));
     }
     if let Some(config) = &args.config {
-        if ModelFamily::of_config(config)? == ModelFamily::DepthClip {
-            return Ok((random_depth_clip(config, args)?, "random"));
+        match ModelFamily::of_config(config)? {
+            ModelFamily::DepthClip => return Ok((random_depth_clip(config, args)?, "random")),
+            ModelFamily::DepthBlip2 => return Ok((random_depth_blip2(config, args)?, "random")),
+            ModelFamily::SpaceClip => {}
         }
     }
     let (backbone, decoder) = architecture(args.config.as_deref(), args.backbone.clip_config.as_deref(), &args.preset)?;
@@ -103,6 +108,30 @@ fn random_depth_clip(config: &std::path::Path, args: &BenchArgs) -> Result<Depth
     let vb = random_clip_state_dict(&arch, 0)?.into_var_builder(args.run.dtype.0, &device);
     let model = DepthClip::new(vb, &cfg, &arch, &ClipTokenizer::openai())?;
     Ok(DepthEstimator::from_depth_clip(model, device, args.run.dtype.0, format!("DepthCLIP {}", cfg.clip_vis)))
+}
+
+/// DepthBLIP-2 over a random BLIP-2 of the shapes `blip2_vis` names (or a
+/// Hugging Face `--clip-config` describes), the YAML's bins.
+fn random_depth_blip2(config: &std::path::Path, args: &BenchArgs) -> Result<DepthEstimator> {
+    let cfg = DepthBlip2Config::from_yaml_file(config)?;
+    let arch = match &args.backbone.clip_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Blip2Config::from_hf_json(&text, &cfg.hints()).map_err(anyhow::Error::msg).with_context(|| path.display().to_string())?
+        }
+        None => Blip2Config::preset(&cfg.blip2_vis).with_context(|| {
+            format!("blip2_vis {:?} is not a known BLIP-2 ({}); give --clip-config", cfg.blip2_vis, Blip2Config::PRESETS.join(", "))
+        })?,
+    };
+    let device = args.run.device.open()?;
+    let vb = random_blip2_state_dict(&arch, 0)?.into_var_builder(args.run.dtype.0, &device);
+    // The YAML's tokenizer, else one beside --clip-config, else bert-base-uncased.
+    let tokenizer = match &args.backbone.clip_config {
+        Some(path) => find_tokenizer(&cfg, path)?,
+        None => find_tokenizer(&cfg, std::path::Path::new(""))?,
+    };
+    let model = DepthBlip2::new(vb, &cfg, &arch, &tokenizer, cfg.scaled_bins())?;
+    Ok(DepthEstimator::from_depth_blip2(model, device, args.run.dtype.0, format!("DepthBLIP-2 {} ({})", cfg.blip2_vis, arch.describe())))
 }
 
 /// The architecture of random weights: the training YAML (or the official
@@ -221,6 +250,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             "{}, {}, input {in_w}x{in_h}{}",
             estimator.model_name(),
             m.architecture().image.describe(),
+            if m.config().flip_average { ", flip averaged" } else { "" }
+        ),
+        DepthModel::DepthBlip2(m) => format!(
+            "{}, input {in_w}x{in_h}, {} prompts batched{}",
+            estimator.model_name(),
+            m.config().prompts().iter().map(Vec::len).sum::<usize>(),
             if m.config().flip_average { ", flip averaged" } else { "" }
         ),
     };

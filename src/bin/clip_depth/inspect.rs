@@ -1,7 +1,8 @@
 //! `clip_depth inspect`: what a weight file holds, what architecture it
 //! implies, and (given the configs) exactly what does not match. A whole
 //! CLIP (what DepthCLIP reads: OpenAI TorchScript, OpenCLIP, Hugging Face)
-//! is recognised by its names, or by a `model_type: depthclip` config.
+//! is recognised by its names, or by a `model_type: depthclip` config; a
+//! BLIP-2 (LAVIS or Hugging Face, what DepthBLIP-2 reads) likewise.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         Some(path) => Some(ModelFamily::of_config(path)?),
         None => None,
     };
+    if family == Some(ModelFamily::DepthBlip2) || (family.is_none() && looks_like_blip2(&args.checkpoint)) {
+        return inspect_blip2(&args);
+    }
     if family != Some(ModelFamily::SpaceClip) {
         // A whole CLIP is told by its names; anything else is a SPACE-CLIP file.
         match ClipStateDict::from_file(&args.checkpoint) {
@@ -171,6 +175,48 @@ fn inspect_clip(args: &InspectArgs, dict: ClipStateDict) -> Result<ExitCode> {
         Err(e) => {
             println!("check: MISMATCH: {e}");
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Whether a weight file holds a BLIP-2 Q-Former (LAVIS's or Hugging Face's names).
+fn looks_like_blip2(path: &std::path::Path) -> bool {
+    clip_depth_ros::weights::read_tensor_file(path)
+        .map(|f| f.tensors.iter().any(|(n, _)| n.starts_with("Qformer.") || n.starts_with("qformer.")))
+        .unwrap_or(false)
+}
+
+/// A BLIP-2's format, size and architecture, checked as DepthBLIP-2 loads it.
+fn inspect_blip2(args: &InspectArgs) -> Result<ExitCode> {
+    use clip_depth_ros::model::depthblip2::{check_weights, DepthBlip2Config};
+    use clip_depth_ros::weights::Blip2StateDict;
+    let cfg = match &args.config {
+        Some(path) => DepthBlip2Config::from_yaml_file(path)?,
+        None => DepthBlip2Config::default(),
+    };
+    let mut dict = Blip2StateDict::from_files(&args.checkpoint, args.backbone.clip_weights.as_deref())?;
+    let tensors: BTreeMap<_, _> = dict.tensors().iter().map(|(n, t)| (n.clone(), (t.dims().to_vec(), t.dtype()))).collect();
+    let params: usize = dict.tensors().values().map(|t| t.elem_count()).sum();
+    println!(
+        "BLIP-2 ({:?} names): {} tensors, {:.2} M parameters; {} stored tensors DepthBLIP-2 does not read",
+        dict.format(),
+        tensors.len(),
+        params as f64 / 1e6,
+        dict.ignored().len()
+    );
+    for (name, (dims, dtype)) in &tensors {
+        if args.all || !name.starts_with("visual_encoder.") {
+            println!("  {name:<70} {dims:?} {dtype:?}");
+        }
+    }
+    match check_weights(&cfg, &mut dict, args.backbone.clip_config.as_deref()) {
+        Ok(arch) => {
+            println!("architecture: {}; every tensor DepthBLIP-2 reads is there with its shape", arch.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("mismatch: {e}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -36,6 +36,12 @@ impl InputGeometry {
         }
     }
 
+    /// Any model's crop, input size, normalisation, resize filter and
+    /// upsampling corners (DepthBLIP-2 shares DepthCLIP's geometry).
+    pub fn from_parts(crop: Option<[usize; 4]>, preprocessor: Preprocessor, align_corners: bool) -> Self {
+        Self { crop, preprocessor, align_corners }
+    }
+
     pub fn preprocessor(&self) -> &Preprocessor {
         &self.preprocessor
     }
