@@ -1,5 +1,6 @@
 """Launch the clip_depth node (monocular metric depth: SPACE-CLIP, or
-DepthCLIP zero-shot with model_type:=depthclip).
+DepthCLIP zero-shot with model_type:=depthclip, or DepthBLIP-2 with
+model_type:=depthblip2).
 
     ros2 launch clip_depth_ros clip_depth.launch.py \
         image_topic:=/camera/color/image_raw \
@@ -38,8 +39,11 @@ from launch_ros.substitutions import FindPackageShare
 # Launch argument -> node parameter, applied only when the argument is non-empty.
 _STRING_OVERRIDES = ('cameras', 'model_config', 'checkpoint', 'clip_weights', 'clip_config', 'device', 'dtype', 'model_type',
                      'depth_templates', 'obj_classes', 'depth_classes', 'bin_list')
+# model_type -> the installed model config used when none is given.
+_DEFAULT_MODEL_CONFIGS = {'depthclip': 'depthclip_nyu.yaml', 'depthblip2': 'depthblip2_nyu.yaml',
+                          'depth_blip2': 'depthblip2_nyu.yaml'}
 # Launch argument -> float node parameter, applied only when non-empty.
-_FLOAT_OVERRIDES = ('depth_scale',)
+_FLOAT_OVERRIDES = ('depth_scale', 'temperature')
 # Boolean launch argument -> (node parameter, value when true, value when false).
 _BOOL_OVERRIDES = {
     'use_compressed': ('image_transport', 'compressed', 'raw'),
@@ -54,13 +58,15 @@ _ARGUMENTS = [
     ('model_config', '', 'Model YAML: SPACE-CLIP training YAML or a DepthCLIP config (overrides model_config)'),
     ('checkpoint', '', 'SPACE-CLIP checkpoint (.pt/.pth/.safetensors), or for DepthCLIP the whole CLIP '
                        '(OpenAI RN50.pt, OpenCLIP or Hugging Face weights) (overrides checkpoint)'),
-    ('model_type', '', 'space_clip or depthclip (overrides the model config\'s model_type); depthclip without a '
-                       'model_config uses the installed config/depthclip_nyu.yaml'),
+    ('model_type', '', 'space_clip, depthclip or depthblip2 (overrides the model config\'s model_type); without a '
+                       'model_config, depthclip uses the installed config/depthclip_nyu.yaml and depthblip2 '
+                       'config/depthblip2_nyu.yaml'),
     ('depth_templates', '', 'DepthCLIP prompt templates with two {} (object, distance), a YAML list'),
     ('obj_classes', '', 'DepthCLIP objects named in the prompts, a YAML list'),
     ('depth_classes', '', 'DepthCLIP distance words, nearest first, a YAML list'),
     ('bin_list', '', 'DepthCLIP depth of each distance word in metres, a YAML list'),
-    ('depth_scale', '', 'DepthCLIP factor on every bin'),
+    ('depth_scale', '', 'DepthCLIP / DepthBLIP-2 factor on every bin'),
+    ('temperature', '', 'DepthCLIP / DepthBLIP-2 softmax temperature over the distance classes'),
     ('clip_weights', '', 'Hugging Face CLIP model.safetensors for a decoder-only checkpoint (overrides clip_weights)'),
     ('clip_config', '', 'Hugging Face config.json of the backbone (overrides clip_config)'),
     ('dtype', '', 'Model precision: f32, f16 or bf16 (overrides dtype)'),
@@ -138,10 +144,11 @@ def _launch_node(context, *args, **kwargs):
                 overrides[name] = float(arg(name))
             except ValueError:
                 raise ValueError(f"launch argument {name}:={arg(name)!r} is not a number") from None
-    if (overrides.get('model_type', '').strip().lower() == 'depthclip' and 'model_config' not in overrides
+    default_config = _DEFAULT_MODEL_CONFIGS.get(overrides.get('model_type', '').strip().lower())
+    if (default_config and 'model_config' not in overrides
             and not _params_file_sets(arg('params_file'), 'model_config')):
         overrides['model_config'] = os.path.join(get_package_share_directory('clip_depth_ros'),
-                                                 'config', 'depthclip_nyu.yaml')
+                                                 'config', default_config)
 
     image_topic = arg('image_topic')
     parameters = [arg('params_file')]

@@ -90,3 +90,12 @@ def test_bad_depth_scale_is_named(monkeypatch, tmp_path):
     values.update({'depth_scale': 'twice'})
     with pytest.raises(ValueError, match='depth_scale'):
         _load(monkeypatch, values, tmp_path)
+
+
+def test_depthblip2_gets_its_installed_config_and_temperature(monkeypatch, tmp_path):
+    pytest.importorskip('yaml')
+    values = _defaults(tmp_path / 'none.yaml')
+    values.update({'model_type': 'depthblip2', 'checkpoint': '/w/model.safetensors', 'temperature': '0.05'})
+    overrides = _load(monkeypatch, values, tmp_path / 'share')['parameters'][1]
+    assert overrides['model_config'] == str(tmp_path / 'share' / 'config' / 'depthblip2_nyu.yaml')
+    assert overrides['temperature'] == 0.05

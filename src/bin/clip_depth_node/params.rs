@@ -24,20 +24,22 @@ use clip_depth_ros::{DeviceSpec, ModelDType, ModelFiles};
 pub struct NodeParams {
     /// Camera names, a list: camera NAME reads NAME/image and NAME/camera_info and publishes under NAME/ ("" = one unnamed camera, no prefix)
     pub cameras: String,
-    /// Model YAML: a SPACE-CLIP training YAML, or DepthCLIP's (model_type: depthclip)
+    /// Model YAML: a SPACE-CLIP training YAML, or DepthCLIP's / DepthBLIP-2's (model_type: depthclip / depthblip2)
     pub model_config: String,
-    /// Model family, replacing the model config's model_type: space_clip or depthclip ("" = the config's)
+    /// Model family, replacing the model config's model_type: space_clip, depthclip or depthblip2 ("" = the config's)
     pub model_type: String,
-    /// DepthCLIP: sentence templates with two {} (object, distance), a YAML list ("" = the config's)
+    /// DepthCLIP / DepthBLIP-2: sentence templates with two {} (object, distance), a YAML list ("" = the config's)
     pub depth_templates: String,
-    /// DepthCLIP: objects named in the prompts, a YAML list ("" = the config's)
+    /// DepthCLIP / DepthBLIP-2: objects named in the prompts, a YAML list ("" = the config's)
     pub obj_classes: String,
-    /// DepthCLIP: distance words, nearest first, a YAML list ("" = the config's)
+    /// DepthCLIP / DepthBLIP-2: distance words, nearest first, a YAML list ("" = the config's)
     pub depth_classes: String,
-    /// DepthCLIP: depth of each class in metres, a YAML list ("" = the config's)
+    /// DepthCLIP / DepthBLIP-2: depth of each class in metres, a YAML list ("" = the config's)
     pub bin_list: String,
-    /// DepthCLIP: factor on every bin (0 = the config's)
+    /// DepthCLIP / DepthBLIP-2: factor on every bin (0 = the config's)
     pub depth_scale: f64,
+    /// DepthCLIP / DepthBLIP-2: softmax temperature over the distance classes (0 = the config's)
+    pub temperature: f64,
     /// Checkpoint: train.py .pt/.pth or a .safetensors state dict
     pub checkpoint: String,
     /// Separate HF CLIP model.safetensors for a decoder-only checkpoint ("" = none)
@@ -106,6 +108,7 @@ impl Default for NodeParams {
             depth_classes: String::new(),
             bin_list: String::new(),
             depth_scale: 0.0,
+            temperature: 0.0,
             checkpoint: String::new(),
             clip_weights: String::new(),
             clip_config: String::new(),
@@ -216,16 +219,21 @@ impl NodeParams {
             v if v.is_finite() && v > 0.0 => Some(v),
             v => return Err(format!("parameter depth_scale must be positive (0 = the model config's), got {v}")),
         };
+        let temperature = match self.temperature {
+            0.0 => None,
+            v if v.is_finite() && v > 0.0 => Some(v),
+            v => return Err(format!("parameter temperature must be positive (0 = the model config's), got {v}")),
+        };
         let prompts = PromptOverrides {
             depth_templates: list("depth_templates", &self.depth_templates)?,
             obj_classes: list("obj_classes", &self.obj_classes)?,
             depth_classes: list("depth_classes", &self.depth_classes)?,
             bin_list: list("bin_list", &self.bin_list)?,
             depth_scale,
-            temperature: None,
+            temperature,
         };
         if !prompts.is_empty() && model_type == Some(ModelFamily::SpaceClip) {
-            return Err("parameters depth_templates/obj_classes/depth_classes/bin_list/depth_scale are DepthCLIP's; model_type is space_clip".into());
+            return Err("parameters depth_templates/obj_classes/depth_classes/bin_list/depth_scale/temperature are DepthCLIP's and DepthBLIP-2's; model_type is space_clip".into());
         }
         Ok(ModelOverrides { model_type, prompts })
     }

@@ -1,0 +1,76 @@
+"""The node runs DepthBLIP-2 (`model_type: depthblip2`) on the tiny random
+BLIP-2 of tests/fixtures/depthblip2 (EVA tower + Q-Former, Hugging Face
+layout): the depth it publishes is what `clip_depth infer` gives from the
+same files, NaN around the NYU crop; `depth_scale` multiplies every bin, so
+the depth doubles; `temperature` reaches the model; a bad temperature ends
+the start with exit code 2 and one line naming it."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+
+from conftest import FIXTURES_DIR, REPO_ROOT, find_node_binary, load_fixture_image
+from ros_messages import image_to_array
+
+EVA = FIXTURES_DIR / 'depthblip2' / 'eva'
+
+
+def params(**extra) -> dict:
+    # Hugging Face layout: config.json and tokenizer.json beside model.safetensors.
+    return {'model_config': EVA / 'depthblip2.yaml', 'checkpoint': EVA / 'hf' / 'model.safetensors',
+            'clip_config': '', 'publish_cloud': False, **extra}
+
+
+def _depth(depth_rig, rgb, **extra):
+    # The crop needs frames of at least 604x472: warm up with the real frame.
+    rig = depth_rig(params=params(**extra), warm_up=None, collect=('depth', 'stats'))
+    rig.wait_connected()
+    for _ in range(10):
+        try:
+            out = rig.frame(rgb, width=640, height=480, info=False, expect=('depth', 'stats'), timeout=3)
+            break
+        except AssertionError:
+            rig.node.assert_running()
+    else:
+        raise AssertionError(f'no depth for ten 640x480 frames:\n{rig.node.output_tail()}')
+    assert rig.close() == 0
+    return image_to_array(out.depth).astype(np.float64), rig
+
+
+def test_the_node_gives_the_depth_clip_depth_infer_gives(depth_rig, tmp_path):
+    rgb = load_fixture_image('scene_640x480.png')
+    node_depth, rig = _depth(depth_rig, rgb)
+    assert 'DepthBLIP-2' in rig.node.stderr() or 'depthblip2' in rig.node.stderr().lower()
+
+    npy = tmp_path / 'depth.npy'
+    cli = find_node_binary().parent / 'clip_depth'
+    p = params()
+    subprocess.run([str(cli), 'infer', '--config', str(p['model_config']), '--checkpoint', str(p['checkpoint']),
+                    '--input', str(FIXTURES_DIR / 'images' / 'scene_640x480.png'), '--output', str(npy)],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    cli_depth = np.load(npy).astype(np.float64)
+    inside = np.zeros_like(node_depth, dtype=bool)
+    inside[56:472, 60:604] = True
+    assert np.isfinite(node_depth[inside]).all()
+    assert np.isnan(node_depth[~inside]).all(), 'outside the crop is NaN (no reading)'
+    assert 1.0 <= node_depth[inside].min() and node_depth[inside].max() <= 3.5, 'within the bins'
+    np.testing.assert_allclose(node_depth[inside], cli_depth[inside], rtol=1e-5, atol=1e-6)
+
+
+def test_depth_scale_and_temperature_reach_the_model(depth_rig):
+    rgb = load_fixture_image('scene_640x480.png')
+    base, _ = _depth(depth_rig, rgb)
+    scaled, _ = _depth(depth_rig, rgb, depth_scale=2.0, allow_out_of_model_range=True)
+    inside = np.isfinite(base)
+    np.testing.assert_allclose(scaled[inside], 2.0 * base[inside], rtol=1e-5)
+    sharper, _ = _depth(depth_rig, rgb, temperature=0.01)
+    assert np.abs(sharper[inside] - base[inside]).max() > 1e-3, 'the temperature changed nothing'
+
+
+def test_a_bad_temperature_is_named(start_node):
+    node = start_node(params=params(temperature=-1.0))
+    assert node.wait_exit(timeout=30.0) == 2
+    lines = [line for line in node.stderr().splitlines() if line.strip()]
+    assert len(lines) == 1 and 'temperature' in lines[0], lines
