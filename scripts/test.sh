@@ -28,7 +28,7 @@ echo "== cargo test (library, parity with the PyTorch reference, loaders, CLI, n
 cargo test "${FEATURES[@]}" --all-targets
 
 echo "== cargo test again on the portable CPU paths (as on a CPU without AVX-512)"
-CLIP_DEPTH_NO_AVX512=1 cargo test "${FEATURES[@]}" --lib --test parity --test dtypes --test weights --test depthclip
+CLIP_DEPTH_NO_AVX512=1 cargo test "${FEATURES[@]}" --lib --test parity --test dtypes --test weights --test depthclip --test depthblip2
 
 echo "== cargo build (no ROS): the library and CLI build without ROS"
 cargo build --no-default-features --bin clip_depth
