@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
 use crate::model::{BackboneConfig, BackboneKind, DecoderConfig};
-use crate::device::{DeviceSpec, ModelDType};
+use crate::device::{cpu_split, DeviceSpec, ModelDType};
 use crate::error::{Error, Result};
 use crate::image::ImageView;
 use crate::model::depthclip::{declare_towers, ClipArchitecture, InputGeometry, PromptOverrides};
@@ -511,6 +511,52 @@ impl DepthEstimator {
         if let Some((w, h)) = sizes.iter().find(|(w, h)| *w == 0 || *h == 0) {
             return Err(Error::InvalidImage(format!("output size {w}x{h} is empty")));
         }
+        if self.device.is_cpu() {
+            if let Some(groups) = cpu_split::plan(images.len(), candle_core::utils::get_num_threads()) {
+                return self.run_side_by_side(images, sizes, clamp, &groups);
+            }
+        }
+        self.run_whole(images, sizes, clamp)
+    }
+
+    /// A CPU batch as groups of frames run at once, each on its own share
+    /// of the cores (see [`cpu_split`]); the maps in order, each stage's
+    /// time the longest group's.
+    fn run_side_by_side(
+        &self,
+        images: &[ImageView<'_>],
+        sizes: &[(usize, usize)],
+        clamp: Option<(f32, f32)>,
+        groups: &[std::ops::Range<usize>],
+    ) -> Result<(Vec<DepthMap>, StageTimings)> {
+        let pools = cpu_split::pools(groups.len(), candle_core::utils::get_num_threads()).map_err(Error::Device)?;
+        let results = std::thread::scope(|s| {
+            let handles: Vec<_> = groups
+                .iter()
+                .zip(pools.iter())
+                .map(|(r, pool)| {
+                    let (images, sizes) = (&images[r.clone()], &sizes[r.clone()]);
+                    s.spawn(move || pool.install(|| self.run_whole(images, sizes, clamp)))
+                })
+                .collect();
+            // A panic in a group is the caller's, as it would be in one pass.
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect::<Vec<_>>()
+        });
+        let mut maps = Vec::with_capacity(images.len());
+        let mut timings = StageTimings::default();
+        for result in results {
+            let (m, t) = result?;
+            maps.extend(m);
+            timings.preprocess = timings.preprocess.max(t.preprocess);
+            timings.encoder = timings.encoder.max(t.encoder);
+            timings.decoder = timings.decoder.max(t.decoder);
+            timings.resize = timings.resize.max(t.resize);
+        }
+        Ok((maps, timings))
+    }
+
+    /// One forward pass over the whole batch.
+    fn run_whole(&self, images: &[ImageView<'_>], sizes: &[(usize, usize)], clamp: Option<(f32, f32)>) -> Result<(Vec<DepthMap>, StageTimings)> {
         let mut timings = StageTimings::default();
         let t = Instant::now();
         let pixels = match &self.device_preprocessor {

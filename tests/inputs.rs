@@ -183,6 +183,27 @@ fn a_mixed_batch_gives_each_frame_the_depth_of_its_rgb8_twin() {
     assert!(rel_max_diff(&maps[0].data, &maps[1].data) > 1e-2, "two scenes gave the same depth");
 }
 
+/// On the CPU a batch runs as groups of frames side by side (one per core):
+/// five frames of two scenes, each at its own output size, come back in
+/// order, each with the depth it gets alone.
+#[test]
+fn a_batch_split_over_the_cores_keeps_order_and_depth() {
+    let est = estimator();
+    let (a, aw, ah) = rgb("scene_640x480.png");
+    let (b, bw, bh) = rgb("scene_224.png");
+    let va = ImageView::packed(&a, aw, ah, PixelFormat::Rgb8).unwrap();
+    let vb = ImageView::packed(&b, bw, bh, PixelFormat::Rgb8).unwrap();
+    let views = [va.clone(), vb.clone(), vb.clone(), va.clone(), vb.clone()];
+    let sizes = [(64, 48), (32, 32), (40, 30), (80, 60), (16, 16)];
+    let (maps, _) = est.estimate_sized(&views, &sizes).unwrap();
+    assert_eq!(maps.len(), 5);
+    for (i, ((view, &size), map)) in views.iter().zip(&sizes).zip(&maps).enumerate() {
+        assert_eq!((map.width, map.height), size, "frame {i}");
+        let alone = est.estimate(view, Some(size)).unwrap().0;
+        assert!(rel_max_diff(&map.data, &alone.data) <= 1e-5, "frame {i}");
+    }
+}
+
 // ---------------------------------------------------------------- ImageView checks
 
 fn view_error(data: &[u8], w: usize, h: usize, stride: usize, format: PixelFormat) -> String {

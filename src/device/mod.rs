@@ -1,5 +1,6 @@
 //! Where and in which precision the model runs, as users spell it.
 
+pub mod cpu_split;
 pub mod memory;
 
 use std::fmt;
