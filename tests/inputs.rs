@@ -195,6 +195,9 @@ fn a_batch_split_over_the_cores_keeps_order_and_depth() {
     let vb = ImageView::packed(&b, bw, bh, PixelFormat::Rgb8).unwrap();
     let views = [va.clone(), vb.clone(), vb.clone(), va.clone(), vb.clone()];
     let sizes = [(64, 48), (32, 32), (40, 30), (80, 60), (16, 16)];
+    let threads = candle_core::utils::get_num_threads();
+    let groups = clip_depth_ros::device::cpu_split::plan(views.len(), threads);
+    assert_eq!(groups.is_some(), threads >= 2, "split on a machine with several cores");
     let (maps, _) = est.estimate_sized(&views, &sizes).unwrap();
     assert_eq!(maps.len(), 5);
     for (i, ((view, &size), map)) in views.iter().zip(&sizes).zip(&maps).enumerate() {

@@ -18,7 +18,9 @@ pub const NO_SPLIT_ENV: &str = "CLIP_DEPTH_NO_BATCH_SPLIT";
 /// The frames of each group for a batch of `frames` on `threads` cores:
 /// `None` when the batch runs whole (one frame, one core, or turned off).
 pub fn plan(frames: usize, threads: usize) -> Option<Vec<Range<usize>>> {
-    if std::env::var(NO_SPLIT_ENV).is_ok_and(|v| v == "1") {
+    // Read once: this runs for every batch.
+    static OFF: OnceLock<bool> = OnceLock::new();
+    if *OFF.get_or_init(|| std::env::var(NO_SPLIT_ENV).is_ok_and(|v| v == "1")) {
         return None;
     }
     groups(frames, threads)

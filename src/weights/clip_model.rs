@@ -16,14 +16,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 
 use super::expected::ExpectedTensor;
 use super::file::read_tensor_file;
-use super::state_dict::MismatchReport;
+use super::state_dict::{take_once_var_builder, MismatchReport};
 use crate::error::{Error, Result};
 
 /// The naming family of a CLIP weight file.
@@ -189,7 +188,7 @@ impl ClipStateDict {
 
     /// Hands each tensor out once, cast to the dtype and device asked for.
     pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(TakeOnce { tensors: Mutex::new(self.tensors) }), dtype, device.clone())
+        take_once_var_builder(self.tensors, dtype, device)
     }
 }
 
@@ -299,37 +298,6 @@ fn to_openai(canonical: &str) -> String {
         }
     }
     canonical.to_string()
-}
-
-/// Hands each tensor out once and forgets it, so converted copies do not
-/// double the peak memory of a load.
-struct TakeOnce {
-    tensors: Mutex<HashMap<String, Tensor>>,
-}
-
-impl candle_nn::var_builder::SimpleBackend for TakeOnce {
-    fn get(&self, shape: Shape, name: &str, _: candle_nn::Init, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
-        let tensor = self.get_unchecked(name, dtype, device)?;
-        if tensor.shape() != &shape {
-            candle_core::bail!("{name}: shape {:?}, the model expects {shape:?}", tensor.shape());
-        }
-        Ok(tensor)
-    }
-
-    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
-        let taken = match self.tensors.lock() {
-            Ok(mut tensors) => tensors.remove(name),
-            Err(_) => candle_core::bail!("state dict lock poisoned"),
-        };
-        match taken {
-            Some(t) => t.to_device(device)?.to_dtype(dtype),
-            None => candle_core::bail!("cannot find tensor {name} (or it was read twice)"),
-        }
-    }
-
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.tensors.lock().map(|t| t.contains_key(name)).unwrap_or(false)
-    }
 }
 
 #[cfg(test)]

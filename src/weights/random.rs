@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use candle_core::{Device, Tensor};
 
-use super::expected::expected_tensors;
+use super::expected::{expected_tensors, ExpectedTensor};
 use super::file::{FileFormat, TensorFile};
 use super::state_dict::StateDict;
 use crate::model::{BackboneConfig, DecoderConfig};
@@ -25,15 +25,24 @@ impl Rng {
     }
 }
 
-/// Every tensor the model reads, filled uniformly: weights in +-1/sqrt(fan_in),
-/// LayerNorm/BatchNorm scales near 1, BN variances positive.
+/// Every tensor the model reads, filled uniformly (see [`fill_uniform`]).
 pub fn random_state_dict(backbone: &BackboneConfig, decoder: &DecoderConfig, seed: u64) -> Result<StateDict> {
-    let expected = expected_tensors(backbone, decoder, &HashSet::new())?;
+    let tensors = fill_uniform(expected_tensors(backbone, decoder, &HashSet::new())?, seed)?;
+    StateDict::from_tensor_files(vec![TensorFile {
+        path: "random".into(),
+        format: FileFormat::Safetensors,
+        tensors,
+    }])
+}
+
+/// Random values for every tensor of `expected`, from `seed`: weights in
+/// +-1/sqrt(fan_in), LayerNorm/BatchNorm scales near 1, biases and BN
+/// means near 0, BN variances positive. Every random-weight model uses it.
+pub(crate) fn fill_uniform(expected: Vec<ExpectedTensor>, seed: u64) -> Result<Vec<(String, Tensor)>> {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut tensors = Vec::with_capacity(expected.len());
     for e in expected {
         let dims = e.shape.dims();
-        let n = e.shape.elem_count();
         let fan_in = if dims.len() > 1 { dims[1..].iter().product::<usize>() } else { 1 };
         let leaf = e.name.rsplit('.').next().unwrap_or("");
         let is_norm_scale = leaf == "weight" && dims.len() == 1;
@@ -46,12 +55,8 @@ pub fn random_state_dict(backbone: &BackboneConfig, decoder: &DecoderConfig, see
                 (-a, a)
             }
         };
-        let data: Vec<f32> = (0..n).map(|_| lo + (hi - lo) * rng.next_f32()).collect();
+        let data: Vec<f32> = (0..e.shape.elem_count()).map(|_| lo + (hi - lo) * rng.next_f32()).collect();
         tensors.push((e.name, Tensor::from_vec(data, e.shape, &Device::Cpu)?));
     }
-    StateDict::from_tensor_files(vec![TensorFile {
-        path: "random".into(),
-        format: FileFormat::Safetensors,
-        tensors,
-    }])
+    Ok(tensors)
 }

@@ -123,12 +123,16 @@ impl StateDict {
     /// model converts or repacks most weights at load, so holding the
     /// originals until the whole model is built would double peak memory.
     pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        let backend = TakeOnce { tensors: Mutex::new(self.tensors) };
-        VarBuilder::from_backend(Box::new(backend), dtype, device.clone())
+        take_once_var_builder(self.tensors, dtype, device)
     }
 }
 
-/// [`StateDict::into_var_builder`]'s backend.
+/// A VarBuilder over `tensors` that hands each out once (see
+/// [`StateDict::into_var_builder`]); whole-CLIP files use it too.
+pub(crate) fn take_once_var_builder(tensors: HashMap<String, Tensor>, dtype: DType, device: &Device) -> VarBuilder<'static> {
+    VarBuilder::from_backend(Box::new(TakeOnce { tensors: Mutex::new(tensors) }), dtype, device.clone())
+}
+
 struct TakeOnce {
     tensors: Mutex<HashMap<String, Tensor>>,
 }

@@ -58,15 +58,7 @@ pub fn read_torchscript(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     let mut tensors = Vec::with_capacity(infos.len());
     for info in infos {
-        if !storages.contains_key(&info.path) {
-            let mut bytes = Vec::new();
-            zip.by_name(&info.path)
-                .map_err(|e| format!("{}: storage {}: {e}", info.name, info.path))?
-                .read_to_end(&mut bytes)
-                .map_err(|e| e.to_string())?;
-            storages.insert(info.path.clone(), bytes);
-        }
-        let tensor = materialise(&info, &storages[&info.path])?;
+        let tensor = read_tensor(&mut zip, &info, &mut storages)?;
         tensors.push((info.name, tensor));
     }
     Ok(tensors)
@@ -138,6 +130,20 @@ fn walk(obj: Object, prefix: &str, declared: &HashMap<String, HashSet<String>>, 
 }
 
 /// The tensor a (possibly strided) view of a storage describes, copied out.
+/// The tensor `info` describes, its storage read from the archive once
+/// (tensors may share one).
+fn read_tensor<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, info: &TensorInfo, storages: &mut HashMap<String, Vec<u8>>) -> Result<Tensor> {
+    if !storages.contains_key(&info.path) {
+        let mut bytes = Vec::new();
+        zip.by_name(&info.path)
+            .map_err(|e| format!("{}: storage {}: {e}", info.name, info.path))?
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        storages.insert(info.path.clone(), bytes);
+    }
+    materialise(info, &storages[&info.path])
+}
+
 fn materialise(info: &TensorInfo, storage: &[u8]) -> Result<Tensor> {
     let elem = info.dtype.size_in_bytes();
     let dims = info.layout.dims().to_vec();
@@ -199,15 +205,7 @@ pub fn read_torch_save_at_offset_zero(path: &Path, key: Option<&str>) -> Result<
     let mut tensors = Vec::new();
     for (name, value) in entries {
         let Ok(Some(info)) = value.into_tensor_info(name, &dir) else { continue };
-        if !storages.contains_key(&info.path) {
-            let mut bytes = Vec::new();
-            zip.by_name(&info.path)
-                .map_err(|e| format!("{}: storage {}: {e}", info.name, info.path))?
-                .read_to_end(&mut bytes)
-                .map_err(|e| e.to_string())?;
-            storages.insert(info.path.clone(), bytes);
-        }
-        let tensor = materialise(&info, &storages[&info.path])?;
+        let tensor = read_tensor(&mut zip, &info, &mut storages)?;
         tensors.push((info.name, tensor));
     }
     Ok(tensors)

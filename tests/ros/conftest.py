@@ -576,6 +576,33 @@ def assert_same_header(msg, header, what: str = 'message'):
     assert got == want, f'{what}: header (stamp ns, frame_id) {got} != input {want}'
 
 
+def wait_for_publisher(collector: TopicCollector, node: NodeProcess, deadline: float):
+    """Waits until the node's publisher of `collector`'s topic is matched
+    (the node still running), until monotonic time `deadline`."""
+    while collector.subscription.get_publisher_count() < 1:
+        node.assert_running()
+        if time.monotonic() > deadline:
+            raise AssertionError(f'{collector.topic}: no publisher matched by the deadline:\n{node.output_tail()}')
+        time.sleep(0.02)
+
+
+def wait_future(future, timeout: float = 10.0):
+    """The result of an rclpy future (a service call), spun by the peer's executor."""
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        assert time.monotonic() < deadline, f'no answer within {timeout} s'
+        time.sleep(0.02)
+    return future.result()
+
+
+def parameter_client(peer: RosPeer, node_name: str = '/clip_depth'):
+    """rclpy's parameter client of the node (what `ros2 param` uses), its services up."""
+    from rclpy.parameter_client import AsyncParameterClient
+    client = AsyncParameterClient(peer.node, node_name)
+    assert client.wait_for_services(timeout_sec=10.0), f'{node_name}: no parameter services'
+    return client
+
+
 @dataclass
 class FrameOutputs:
     """What the node published for one input frame (None: not received)."""
@@ -642,12 +669,7 @@ class DepthRig:
                 continue
             if key == 'colormap' and not self.params.get('publish_colormap', False):
                 continue
-            while collector.subscription.get_publisher_count() < 1:
-                self.node.assert_running()
-                if time.monotonic() > deadline:
-                    raise AssertionError(f'{collector.topic}: no publisher matched within {timeout} s:\n'
-                                         f'{self.node.output_tail()}')
-                time.sleep(0.02)
+            wait_for_publisher(collector, self.node, deadline)
 
     def expected_outputs(self, with_info: bool = True) -> tuple:
         """The collected outputs the node publishes for a good frame."""
@@ -824,13 +846,8 @@ class MultiCameraRig:
             self.peer.wait_for_subscribers(self.image_pubs[cam], timeout=timeout)
             self.peer.wait_for_subscribers(self.info_pubs[cam], timeout=timeout)
         deadline = time.monotonic() + timeout
-        for (cam, key), collector in self.collectors.items():
-            while collector.subscription.get_publisher_count() < 1:
-                self.node.assert_running()
-                if time.monotonic() > deadline:
-                    raise AssertionError(f'{collector.topic}: no publisher matched within {timeout} s:\n'
-                                         f'{self.node.output_tail()}')
-                time.sleep(0.02)
+        for collector in self.collectors.values():
+            wait_for_publisher(collector, self.node, deadline)
 
     def warm_up(self, cam: str, attempts: int = 10):
         """Good frames until one comes back (matching is not instant both ways)."""

@@ -14,18 +14,9 @@ import time
 
 import numpy as np
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 
-from conftest import tiny_model_params
+from conftest import parameter_client, tiny_model_params, wait_future
 from ros_messages import camera_intrinsics, image_to_array, make_camera_info, pattern_image, stamp_ns
-
-
-def _wait(future, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        assert time.monotonic() < deadline, 'no answer from the parameter service'
-        time.sleep(0.02)
-    return future.result()
 
 
 def _info(width, height, fx):
@@ -182,8 +173,7 @@ def test_a_fast_camera_does_not_starve_a_slow_one(camera_rig):
 def test_per_camera_overrides_live(camera_rig):
     rig = camera_rig(['front', 'rear'], params={'max_range': 9.0, 'rear.cloud_decimation': 2},
                      collect=('depth', 'points'))
-    client = AsyncParameterClient(rig.peer.node, '/clip_depth')
-    assert client.wait_for_services(timeout_sec=10.0)
+    client = parameter_client(rig.peer)
     image = pattern_image(64, 48)
     front = rig.send('front', image, expect=('depth', 'points'))
     rear = rig.send('rear', image, expect=('depth', 'points'))
@@ -192,7 +182,7 @@ def test_per_camera_overrides_live(camera_rig):
     finite = before[np.isfinite(before)]
     limit = float(np.median(finite))
 
-    result = _wait(client.set_parameters([Parameter('rear.max_range', value=limit)])).results[0]
+    result = wait_future(client.set_parameters([Parameter('rear.max_range', value=limit)])).results[0]
     assert result.successful, result.reason
     front = image_to_array(rig.send('front', image)['depth'])
     rear = image_to_array(rig.send('rear', image)['depth'])
@@ -203,7 +193,7 @@ def test_per_camera_overrides_live(camera_rig):
     # Refused: a bad value, an unknown camera, a parameter cameras do not override.
     for name, value in [('rear.cloud_decimation', 0), ('rear.max_range', 50.0),
                         ('side.max_range', 5.0), ('rear.model_config', 'x.yaml')]:
-        result = _wait(client.set_parameters([Parameter(name, value=value)])).results[0]
+        result = wait_future(client.set_parameters([Parameter(name, value=value)])).results[0]
         assert not result.successful, f'{name}={value!r} was accepted'
         assert name in result.reason or name.split('.')[0] in result.reason, result.reason
     rear = rig.send('rear', image, expect=('depth', 'points'))

@@ -7,13 +7,14 @@ skipped frames make a camera WARN for a while; the thresholds are live.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 
+from conftest import parameter_client, wait_future
 from ros_messages import make_image, qos_reliable
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
@@ -40,6 +41,22 @@ class Streamer:
     def close(self):
         self.stop.set()
         self.thread.join(timeout=2.0)
+
+
+@contextlib.contextmanager
+def _streaming(rig):
+    """Both cameras streaming at 10 Hz and /diagnostics recorded as
+    (arrival time, array); yields the record and the rear camera's streamer."""
+    received = []
+    sub = rig.peer.node.create_subscription(
+        DiagnosticArray, '/diagnostics', lambda m: received.append((time.monotonic(), m)), qos_reliable(50))
+    front, rear = Streamer(rig, 'front'), Streamer(rig, 'rear')
+    try:
+        yield received, rear
+    finally:
+        front.close()
+        rear.close()
+        rig.peer.node.destroy_subscription(sub)
 
 
 def _latest(collector, after):
@@ -69,11 +86,7 @@ def test_levels_follow_a_camera_that_stops_and_resumes(camera_rig):
     rig = camera_rig(['front', 'rear'], collect=('depth',),
                      params={'diagnostics_warn_after': 1.0, 'diagnostics_error_after': 2.5,
                              'diagnostics_period': 0.2, 'publish_cloud': False})
-    received = []
-    sub = rig.peer.node.create_subscription(
-        DiagnosticArray, '/diagnostics', lambda m: received.append((time.monotonic(), m)), qos_reliable(50))
-    front, rear = Streamer(rig, 'front'), Streamer(rig, 'rear')
-    try:
+    with _streaming(rig) as (received, rear):
         _until(received, 'clip_depth: camera rear', OK, 5.0, other='clip_depth: camera front')
         time.sleep(2.5)   # 2.5 s of 10 Hz in the 5 s rate window
         statuses = _latest(received, time.monotonic() - 0.5)
@@ -100,33 +113,21 @@ def test_levels_follow_a_camera_that_stops_and_resumes(camera_rig):
         print(f'rear OK again {took:.2f} s after resuming')
 
         # Thresholds are live: a longer WARN threshold than the silence.
-        client = AsyncParameterClient(rig.peer.node, '/clip_depth')
-        assert client.wait_for_services(timeout_sec=10.0)
         # In order: each change is checked against the others' current values.
-        future = client.set_parameters([Parameter('diagnostics_error_after', value=8.0),
-                                        Parameter('diagnostics_warn_after', value=5.0)])
-        while not future.done():
-            time.sleep(0.02)
-        assert all(r.successful for r in future.result().results), [r.reason for r in future.result().results]
+        results = wait_future(parameter_client(rig.peer).set_parameters(
+            [Parameter('diagnostics_error_after', value=8.0), Parameter('diagnostics_warn_after', value=5.0)])).results
+        assert all(r.successful for r in results), [r.reason for r in results]
         rear.on.clear()
         time.sleep(2.0)
         statuses = _latest(received, time.monotonic() - 0.5)
         assert statuses['clip_depth: camera rear'].level == OK, statuses['clip_depth: camera rear'].message
-    finally:
-        front.close()
-        rear.close()
-        rig.peer.node.destroy_subscription(sub)
     assert rig.close() == 0
 
 
 def test_skipped_frames_warn_on_their_camera_only(camera_rig):
     rig = camera_rig(['front', 'rear'], collect=('depth',),
                      params={'diagnostics_period': 0.2, 'publish_cloud': False})
-    received = []
-    sub = rig.peer.node.create_subscription(
-        DiagnosticArray, '/diagnostics', lambda m: received.append((time.monotonic(), m)), qos_reliable(50))
-    front, rear = Streamer(rig, 'front'), Streamer(rig, 'rear')
-    try:
+    with _streaming(rig) as (received, rear):
         _until(received, 'clip_depth: camera rear', OK, 5.0, other='clip_depth: camera front')
         bad = make_image(width=64, height=48)
         bad.encoding = 'yuv9000'
@@ -141,8 +142,4 @@ def test_skipped_frames_warn_on_their_camera_only(camera_rig):
         values = {kv.key: kv.value for kv in rear_status.values}
         assert values['frames skipped'] == '1'
         assert values.get('frames skipped: decode') == '1', values
-    finally:
-        front.close()
-        rear.close()
-        rig.peer.node.destroy_subscription(sub)
     assert rig.close() == 0

@@ -17,44 +17,25 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
+from rclpy.parameter import Parameter, parameter_value_to_python
+
+from conftest import parameter_client, wait_future
 
 from ros_messages import image_to_array, make_camera_info, pattern_image
 
 
-def _wait(future, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        assert time.monotonic() < deadline, 'no answer from the parameter service'
-        time.sleep(0.02)
-    return future.result()
-
-
-def _client(rig):
-    client = AsyncParameterClient(rig.peer.node, '/clip_depth')
-    assert client.wait_for_services(timeout_sec=10.0)
-    return client
-
-
 def _set(client, **values):
     changes = [Parameter(name, value=value) for name, value in values.items()]
-    return _wait(client.set_parameters(changes)).results
+    return wait_future(client.set_parameters(changes)).results
 
 
 def _get(client, *names):
-    return [Parameter.from_parameter_msg(_named(n, v)).value
-            for n, v in zip(names, _wait(client.get_parameters(list(names))).values)]
-
-
-def _named(name, value):
-    from rcl_interfaces.msg import Parameter as ParameterMsg
-    return ParameterMsg(name=name, value=value)
+    return [parameter_value_to_python(v) for v in wait_future(client.get_parameters(list(names))).values]
 
 
 def test_start_up_parameters_are_refused_as_read_only(depth_rig):
     rig = depth_rig(collect=('depth', 'stats'))
-    client = _client(rig)
+    client = parameter_client(rig.peer)
     for name, value in [('device', 'cuda:0'), ('model_config', '/nonexistent.yaml'),
                         ('image_transport', 'compressed'), ('cameras', '[a, b]'),
                         ('input_reliability', 'reliable')]:
@@ -68,7 +49,7 @@ def test_start_up_parameters_are_refused_as_read_only(depth_rig):
 
 def test_live_range_change_applies_to_the_next_frame(depth_rig):
     rig = depth_rig(collect=('depth', 'stats'))
-    client = _client(rig)
+    client = parameter_client(rig.peer)
     image = pattern_image(64, 48)
     before = image_to_array(rig.frame(image, expect=('depth',)).depth).astype(np.float64)
     finite = before[np.isfinite(before)]
@@ -94,7 +75,7 @@ def test_live_range_change_applies_to_the_next_frame(depth_rig):
 def test_live_output_size_decimation_and_outputs(depth_rig):
     rig = depth_rig(collect=('depth', 'info', 'points', 'stats', 'colormap'),
                     params={'cloud_decimation': 2})
-    client = _client(rig)
+    client = parameter_client(rig.peer)
     out = rig.frame(width=64, height=48, expect=('depth', 'points'))
     assert (out.points.width, out.points.height) == (32, 24)
     assert all(r.successful for r in _set(client, cloud_decimation=4, output_width=32, publish_colormap=True))
@@ -110,7 +91,7 @@ def test_live_output_size_decimation_and_outputs(depth_rig):
 
 def test_bad_live_values_are_refused_and_the_old_value_kept(depth_rig):
     rig = depth_rig(collect=('depth', 'points', 'stats'), params={'cloud_decimation': 2, 'max_range': 8.0})
-    client = _client(rig)
+    client = parameter_client(rig.peer)
     for name, value in [('cloud_decimation', 0), ('cloud_decimation', -3), ('max_range', -1.0),
                         ('min_range', 9.0),            # above max_range
                         ('max_range', 500.0),          # beyond the model's range
@@ -130,7 +111,7 @@ def test_bad_live_values_are_refused_and_the_old_value_kept(depth_rig):
 def test_an_integer_for_a_double_parameter_is_taken(depth_rig):
     """`ros2 param set /clip_depth max_range 5` sends an integer."""
     rig = depth_rig(collect=('depth', 'stats'))
-    client = _client(rig)
+    client = parameter_client(rig.peer)
     result = _set(client, max_range=5)[0]
     assert result.successful, result.reason
     assert _get(client, 'max_range') == [5.0]

@@ -14,6 +14,7 @@ use super::config::{VisionConfig, VisionKind};
 use super::positions::resize_positions;
 use crate::kernels::attention::CpuAttention;
 use crate::model::layers::{layer_norm, softmax_last, LayerNorm, Linear};
+use crate::model::vision::patch_embedding::PatchEmbedding;
 use crate::model::Activation;
 
 /// Self-attention from a packed (B, T, 3D) qkv with q pre-scaled.
@@ -36,32 +37,6 @@ fn scaled_qkv(weight: Tensor, bias: Tensor, d: usize, heads: usize) -> Result<Li
     let w = Tensor::cat(&[(weight.narrow(0, 0, d)? * scale)?, weight.narrow(0, d, 2 * d)?], 0)?;
     let b = Tensor::cat(&[(bias.narrow(0, 0, d)? * scale)?, bias.narrow(0, d, 2 * d)?], 0)?;
     Linear::from_weights(w, Some(b))
-}
-
-/// A (D, 3, P, P) patch conv as one matmul over unfolded patches.
-#[derive(Debug, Clone)]
-struct PatchConv {
-    proj: Linear,
-    patch: usize,
-}
-
-impl PatchConv {
-    fn new(weight: Tensor, bias: Option<Tensor>, patch: usize) -> Result<Self> {
-        let d = weight.dim(0)?;
-        Ok(Self { proj: Linear::from_weights(weight.reshape((d, 3 * patch * patch))?, bias)?, patch })
-    }
-
-    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = pixels.dims4()?;
-        let p = self.patch;
-        let (gh, gw) = (h / p, w / p);
-        let patches = pixels
-            .reshape((b, c, gh, p, gw, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .contiguous()?
-            .reshape((b, gh * gw, c * p * p))?;
-        self.proj.forward(&patches)
-    }
 }
 
 /// EVA's attention: one bias-free qkv matmul plus the q and v biases.
@@ -162,7 +137,7 @@ type ResizedTable = Option<((usize, usize), Tensor)>;
 /// Either tower, with its class token and position table.
 #[derive(Debug, Clone)]
 pub struct VisionTower {
-    patch_embed: PatchConv,
+    patch_embed: PatchEmbedding,
     class_token: Tensor,
     /// The stored (1 + g*g, D) table, on the host in f32 for resizing.
     positions: Vec<f32>,
@@ -179,14 +154,14 @@ impl VisionTower {
         let (patch_embed, class_token, positions, blocks) = match cfg.kind {
             VisionKind::Eva => {
                 let proj = vb.pp("patch_embed.proj");
-                let patch = PatchConv::new(proj.get((d, 3, p, p), "weight")?, Some(proj.get(d, "bias")?), p)?;
+                let patch = PatchEmbedding::from_weights(proj.get((d, 3, p, p), "weight")?, Some(proj.get(d, "bias")?))?;
                 let class = vb.get((1, 1, d), "cls_token")?.reshape(d)?;
                 let positions = host(vb.get((1, 1 + g * g, d), "pos_embed")?)?;
                 let blocks = (0..cfg.layers).map(|i| EvaBlock::new(vb.pp("blocks").pp(i), cfg)).collect::<Result<Vec<_>>>()?;
                 (patch, class, positions, Blocks::Eva(blocks))
             }
             VisionKind::Clip => {
-                let patch = PatchConv::new(vb.get((d, 3, p, p), "conv1.weight")?, None, p)?;
+                let patch = PatchEmbedding::from_weights(vb.get((d, 3, p, p), "conv1.weight")?, None)?;
                 let class = vb.get(d, "class_embedding")?;
                 let positions = host(vb.get((1 + g * g, d), "positional_embedding")?)?;
                 let ln_pre = layer_norm(d, cfg.eps, vb.pp("ln_pre"))?;

@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::model::blip2::ArchitectureHints;
-use crate::model::depthclip::{PromptOverrides, IMAGENET_MEAN, IMAGENET_STD};
+use crate::model::depthclip::config::{self as shared, clamp_range};
+use crate::model::depthclip::PromptOverrides;
 
 /// How the class maps' groups become one logit map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -31,19 +32,19 @@ pub struct DepthBlip2Config {
     /// eva_vit_g or clip_vit_l. Real weights bring their shapes.
     #[serde(default = "default_vis")]
     pub blip2_vis: String,
-    #[serde(default = "default_templates")]
+    #[serde(default = "shared::default_templates")]
     pub depth_templates: Vec<String>,
-    #[serde(default = "default_objects", alias = "depth_objects")]
+    #[serde(default = "shared::default_objects", alias = "depth_objects")]
     pub obj_classes: Vec<String>,
-    #[serde(default = "default_classes")]
+    #[serde(default = "shared::default_classes")]
     pub depth_classes: Vec<String>,
     /// Depth of each class in metres (the release's 1.00 .. 3.50).
     #[serde(default = "default_bins", alias = "depth_bins")]
     pub bin_list: Vec<f64>,
     /// Multiplies every bin (before any adaptation).
-    #[serde(default = "one")]
+    #[serde(default = "shared::one")]
     pub depth_scale: f64,
-    #[serde(default = "default_temperature")]
+    #[serde(default = "shared::default_temperature")]
     pub temperature: f64,
     /// The per-class embedding (Q-Former width C) is read as
     /// (map_groups, map_height, C / (map_groups * map_height)).
@@ -62,11 +63,11 @@ pub struct DepthBlip2Config {
     pub input_height: usize,
     #[serde(default = "default_side")]
     pub input_width: usize,
-    #[serde(default = "default_mean")]
+    #[serde(default = "shared::default_mean")]
     pub image_mean: [f32; 3],
-    #[serde(default = "default_std")]
+    #[serde(default = "shared::default_std")]
     pub image_std: [f32; 3],
-    #[serde(default = "yes")]
+    #[serde(default = "shared::yes")]
     pub upsample_align_corners: bool,
     /// `vocab.txt` or `tokenizer.json`, relative to this file; default: one
     /// beside the weights, else the built-in bert-base-uncased vocabulary.
@@ -93,22 +94,8 @@ pub struct DepthBlip2Config {
 fn default_vis() -> String {
     "eva_vit_g".into()
 }
-fn default_templates() -> Vec<String> {
-    vec!["This {} is {}".into()]
-}
-fn default_objects() -> Vec<String> {
-    vec!["object".into()]
-}
-fn default_classes() -> Vec<String> {
-    ["giant", "extremely close", "close", "not in distance", "a little remote", "far", "unseen"]
-        .map(String::from)
-        .to_vec()
-}
 fn default_bins() -> Vec<f64> {
     vec![1.00, 1.75, 2.25, 2.50, 2.75, 3.00, 3.50]
-}
-fn default_temperature() -> f64 {
-    0.1
 }
 fn default_groups() -> usize {
     3
@@ -121,18 +108,6 @@ fn default_reduce() -> GroupReduce {
 }
 fn default_side() -> usize {
     224
-}
-fn default_mean() -> [f32; 3] {
-    IMAGENET_MEAN
-}
-fn default_std() -> [f32; 3] {
-    IMAGENET_STD
-}
-fn one() -> f64 {
-    1.0
-}
-fn yes() -> bool {
-    true
 }
 
 impl Default for DepthBlip2Config {
@@ -238,13 +213,7 @@ impl DepthBlip2Config {
 
     /// The clamp range: `min_depth`/`max_depth`, else the given bins' range.
     pub fn depth_range(&self, bins: &[f64]) -> (f64, f64) {
-        let lo = bins.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = bins.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = (self.min_depth.unwrap_or(lo), self.max_depth.unwrap_or(hi));
-        if self.min_depth.is_none() && self.max_depth.is_none() && lo == hi {
-            return (lo * 0.5, hi * 1.5);
-        }
-        (lo, hi)
+        clamp_range(bins, self.min_depth, self.max_depth)
     }
 }
 

@@ -30,7 +30,7 @@ use crate::model::depthclip::InputGeometry;
 use crate::model::{BackboneConfig, BackboneKind};
 use crate::weights::{record_tensors, Blip2Format, Blip2StateDict};
 use crate::model::blip2::{mean_queries, Blip2, Blip2Config};
-use crate::model::depthclip::flip_width;
+use crate::model::depthclip::{average_mirrored, with_mirrored};
 use crate::model::text::{pre_caption, BertTokenizer};
 
 /// The prompts as Q-Former input: (P, L) ids padded with [PAD] = 0 and
@@ -180,20 +180,13 @@ impl DepthBlip2 {
     /// The image tower on the frames (and their mirror images).
     pub fn encode(&self, pixels: &Tensor) -> CandleResult<Encoded> {
         let batch = pixels.dim(0)?;
-        let input = if self.cfg.flip_average { Tensor::cat(&[pixels, &flip_width(pixels)?], 0)? } else { pixels.clone() };
-        Ok(Encoded { tokens: self.image_embeds(&input)?, batch })
+        Ok(Encoded { tokens: self.image_embeds(&with_mirrored(pixels, self.cfg.flip_average)?)?, batch })
     }
 
     /// The Q-Former and head: depth on the map (B, 1, h, w) in metres,
     /// f32, averaged with the mirror image's with `flip_average`.
     pub fn decode(&self, encoded: &Encoded) -> CandleResult<Tensor> {
-        let depth = self.depth(&encoded.tokens)?;
-        if !self.cfg.flip_average {
-            return Ok(depth);
-        }
-        let b = encoded.batch;
-        let mirrored = flip_width(&depth.narrow(0, b, b)?)?;
-        (depth.narrow(0, 0, b)? + mirrored)? * 0.5
+        average_mirrored(self.depth(&encoded.tokens)?, encoded.batch, self.cfg.flip_average)
     }
 
     /// Normalised pixels (B, 3, H, W) -> depth on the map (B, 1, h, w).

@@ -90,13 +90,26 @@ pub struct DepthClipConfig {
 fn default_clip_vis() -> String {
     "RN50".into()
 }
-fn default_templates() -> Vec<String> {
+/// The clamp range of a bin-weighted depth: `min_depth`/`max_depth` where
+/// given, else the bins' smallest and largest (shared by the prompt families).
+pub(crate) fn clamp_range(bins: &[f64], min_depth: Option<f64>, max_depth: Option<f64>) -> (f64, f64) {
+    let lo = bins.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = bins.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = (min_depth.unwrap_or(lo), max_depth.unwrap_or(hi));
+    // One bin value for all classes still makes a (degenerate) range.
+    if min_depth.is_none() && max_depth.is_none() && lo == hi {
+        return (lo * 0.5, hi * 1.5);
+    }
+    (lo, hi)
+}
+
+pub(crate) fn default_templates() -> Vec<String> {
     vec!["This {} is {}".into()]
 }
-fn default_objects() -> Vec<String> {
+pub(crate) fn default_objects() -> Vec<String> {
     vec!["object".into()]
 }
-fn default_classes() -> Vec<String> {
+pub(crate) fn default_classes() -> Vec<String> {
     ["giant", "extremely close", "close", "not in distance", "a little remote", "far", "unseen"]
         .map(String::from)
         .to_vec()
@@ -104,13 +117,13 @@ fn default_classes() -> Vec<String> {
 fn default_bins() -> Vec<f64> {
     vec![1.00, 1.50, 2.00, 2.25, 2.50, 2.75, 3.00]
 }
-fn one() -> f64 {
+pub(crate) fn one() -> f64 {
     1.0
 }
-fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
 }
-fn default_temperature() -> f64 {
+pub(crate) fn default_temperature() -> f64 {
     0.1
 }
 fn default_logit_scale() -> f64 {
@@ -122,10 +135,10 @@ fn default_height() -> usize {
 fn default_width() -> usize {
     544
 }
-fn default_mean() -> [f32; 3] {
+pub(crate) fn default_mean() -> [f32; 3] {
     IMAGENET_MEAN
 }
-fn default_std() -> [f32; 3] {
+pub(crate) fn default_std() -> [f32; 3] {
     IMAGENET_STD
 }
 fn default_vit_positions() -> VitPositions {
@@ -243,16 +256,7 @@ impl DepthClipConfig {
 
     /// The output's clamp range: `min_depth`/`max_depth`, else the bins'.
     pub fn depth_range(&self) -> (f64, f64) {
-        let bins = self.bins();
-        let lo = bins.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = bins.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let lo = self.min_depth.unwrap_or(lo);
-        let hi = self.max_depth.unwrap_or(hi);
-        // One bin value for all classes still makes a (degenerate) range.
-        if self.min_depth.is_none() && self.max_depth.is_none() && lo == hi {
-            return (lo * 0.5, hi * 1.5);
-        }
-        (lo, hi)
+        clamp_range(&self.bins(), self.min_depth, self.max_depth)
     }
 
     /// Per distance class, every template x object sentence.

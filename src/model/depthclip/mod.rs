@@ -5,7 +5,7 @@
 //! bins. Text features are computed once at load and the text tower freed.
 
 mod architecture;
-mod config;
+pub(crate) mod config;
 mod head;
 mod input;
 mod prompts;
@@ -148,21 +148,14 @@ impl DepthClip {
     /// `flip_average`): the encoder stage.
     pub fn encode(&self, pixels: &Tensor) -> CandleResult<Encoded> {
         let batch = pixels.dim(0)?;
-        let input = if self.cfg.flip_average { Tensor::cat(&[pixels, &flip_width(pixels)?], 0)? } else { pixels.clone() };
-        let (tokens, grid) = self.image.tokens(&input)?;
+        let (tokens, grid) = self.image.tokens(&with_mirrored(pixels, self.cfg.flip_average)?)?;
         Ok(Encoded { tokens, grid, batch })
     }
 
     /// The head: depth on the token grid (B, 1, gh, gw) in metres, f32,
     /// averaged with the mirror image's with `flip_average`.
     pub fn decode(&self, encoded: &Encoded) -> CandleResult<Tensor> {
-        let depth = self.head.forward(&encoded.tokens, encoded.grid)?;
-        if !self.cfg.flip_average {
-            return Ok(depth);
-        }
-        let b = encoded.batch;
-        let mirrored = flip_width(&depth.narrow(0, b, b)?)?;
-        (depth.narrow(0, 0, b)? + mirrored)? * 0.5
+        average_mirrored(self.head.forward(&encoded.tokens, encoded.grid)?, encoded.batch, self.cfg.flip_average)
     }
 
     /// Normalised pixels (B, 3, H, W) -> depth on the token grid (B, 1,
@@ -198,6 +191,26 @@ fn describe(cfg: &DepthClipConfig, arch: &ClipArchitecture) -> BackboneConfig {
     d.image_mean = cfg.image_mean;
     d.image_std = cfg.image_std;
     d
+}
+
+/// The frames, followed by their mirror images when `flip_average`
+/// (the batch the tower sees).
+pub fn with_mirrored(pixels: &Tensor, flip_average: bool) -> CandleResult<Tensor> {
+    if flip_average {
+        Tensor::cat(&[pixels, &flip_width(pixels)?], 0)
+    } else {
+        Ok(pixels.clone())
+    }
+}
+
+/// The depth of `batch` frames from that of [`with_mirrored`]'s batch:
+/// as it is, or averaged with the mirror images' depth mirrored back.
+pub fn average_mirrored(depth: Tensor, batch: usize, flip_average: bool) -> CandleResult<Tensor> {
+    if !flip_average {
+        return Ok(depth);
+    }
+    let mirrored = flip_width(&depth.narrow(0, batch, batch)?)?;
+    (depth.narrow(0, 0, batch)? + mirrored)? * 0.5
 }
 
 /// (B, C, H, W) mirrored along its width.

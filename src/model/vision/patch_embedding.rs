@@ -17,9 +17,15 @@ impl PatchEmbedding {
     /// Reads `patch_embedding.weight` (D, C, P, P) and, when `bias`, `.bias`.
     pub fn new(vb: VarBuilder, cfg: &BackboneConfig, bias: bool) -> Result<Self> {
         let (d, c, p) = (cfg.hidden_size, cfg.num_channels, cfg.patch_size);
-        let weight = vb.get((d, c, p, p), "weight")?.reshape((d, c * p * p))?;
         let bias = if bias { Some(vb.get(d, "bias")?) } else { None };
-        Ok(Self { proj: Linear::from_weights(weight, bias)?, patch: p })
+        Self::from_weights(vb.get((d, c, p, p), "weight")?, bias)
+    }
+
+    /// From a conv weight (D, C, P, P) and optional bias (D), whatever
+    /// the checkpoint calls them.
+    pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (d, c, p, _) = weight.dims4()?;
+        Ok(Self { proj: Linear::from_weights(weight.reshape((d, c * p * p))?, bias)?, patch: p })
     }
 
     /// (B, C, H, W) -> (B, N, D), patches in row-major order.
