@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor, Var};
-use clip_depth_ros::model::nn::{Ctx, Features, InitSource, Role, TrainableModel};
+use clip_depth_ros::model::nn::{Ctx, Features, Role, TrainableModel};
 use clip_depth_ros::model::{DecoderConfig, Precision, TrainOptions};
 use clip_depth_ros::train::loss::{gradient, silog, ssim, total_loss, valid_mask, LossWeights};
 use clip_depth_ros::train::{load_trainable, TrainConfig, WeightSources};
@@ -453,7 +453,7 @@ fn training_from_the_feature_cache_equals_training_from_images() {
 fn ctrl_c_saves_the_run_and_it_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["train", "--config", CONFIG, "--output-dir", out.to_str().unwrap(), "--clip-weights", CLIP_WEIGHTS])
         .args(["--set", "epochs=200", "--set", "validate_epochs=100"])
         .stderr(std::process::Stdio::piped())
