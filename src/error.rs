@@ -45,14 +45,17 @@ impl From<candle_core::Error> for Error {
 /// `<program>: internal error: ...`, instead of a backtrace.
 pub fn one_line_panics(program: &'static str) {
     std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        eprintln!("{program}: internal error: {}", msg.replace('\n', " "));
+        eprintln!("{program}: internal error: {}", panic_message(info.payload()).replace('\n', " "));
     }));
+}
+
+/// The text a panic carries (`panic!` with a literal or a format).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s,
+        (_, Some(s)) => s,
+        _ => "unknown panic",
+    }
 }
 
 fn first_line(e: &candle_core::Error) -> String {

@@ -55,7 +55,7 @@ impl<T: Send + 'static> Loader<T> {
                         return;
                     }
                     let result = catch_unwind(AssertUnwindSafe(|| load(pos)))
-                        .unwrap_or_else(|panic| Err(format!("internal error while loading: {}", panic_text(&panic))));
+                        .unwrap_or_else(|panic| Err(format!("internal error while loading: {}", crate::error::panic_message(&*panic))));
                     if tx.send((pos, result)).is_err() {
                         return;
                     }
@@ -106,14 +106,6 @@ impl<T: Send + 'static> Drop for Loader<T> {
             let _ = h.join();
         }
     }
-}
-
-pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Counts skipped samples and prints the first `limit` warnings, then one

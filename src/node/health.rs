@@ -34,6 +34,25 @@ impl Default for HealthThresholds {
     }
 }
 
+/// The shared forward passes' level. A stall is work waiting (a pass in
+/// progress, or frames that arrived) with no progress for `stalled_for`:
+/// a forward pass that hangs (a stuck GPU call) or an inference thread that
+/// stopped taking frames. The node cannot interrupt a pass; it says so.
+pub fn inference_level(stalled_for: Duration, pending_frames: usize, thresholds: &HealthThresholds) -> (Level, Option<String>) {
+    let level = if stalled_for >= thresholds.error_after {
+        Level::Error
+    } else if stalled_for >= thresholds.warn_after {
+        Level::Warn
+    } else {
+        return (Level::Ok, None);
+    };
+    let message = format!(
+        "no forward pass has finished for {:.1} s with {pending_frames} frame(s) waiting: the inference is stalled",
+        stalled_for.as_secs_f64()
+    );
+    (level, Some(message))
+}
+
 /// One status: level, one-line message, and key/value pairs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthReport {
@@ -194,6 +213,16 @@ fn silence_message(never: bool, silent: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stall_goes_warn_then_error() {
+        let th = HealthThresholds { warn_after: Duration::from_secs(10), error_after: Duration::from_secs(30) };
+        assert_eq!(inference_level(Duration::from_secs(9), 3, &th), (Level::Ok, None));
+        let (level, msg) = inference_level(Duration::from_secs(12), 3, &th);
+        assert_eq!(level, Level::Warn);
+        assert!(msg.unwrap().contains("12.0 s with 3 frame(s) waiting"));
+        assert_eq!(inference_level(Duration::from_secs(31), 1, &th).0, Level::Error);
+    }
 
     fn at(t0: Instant, ms: u64) -> Instant {
         t0 + Duration::from_millis(ms)

@@ -14,7 +14,7 @@ use super::health::HealthThresholds;
 use super::output_size::OutputSize;
 
 /// Shared parameters that can change while the node runs.
-pub const LIVE_SHARED: [&str; 11] = [
+pub const LIVE_SHARED: [&str; 13] = [
     "output_width",
     "output_height",
     "min_range",
@@ -26,6 +26,8 @@ pub const LIVE_SHARED: [&str; 11] = [
     "max_batch_size",
     "diagnostics_warn_after",
     "diagnostics_error_after",
+    "inference_warn_after",
+    "inference_error_after",
 ];
 
 /// Per-camera overrides (`NAME.<override>`) that can change while the node
@@ -85,6 +87,8 @@ pub struct SharedTunables {
     pub max_batch_size: i64,
     pub diagnostics_warn_after: f64,
     pub diagnostics_error_after: f64,
+    pub inference_warn_after: f64,
+    pub inference_error_after: f64,
 }
 
 impl Default for SharedTunables {
@@ -101,6 +105,10 @@ impl Default for SharedTunables {
             max_batch_size: 0,
             diagnostics_warn_after: 2.0,
             diagnostics_error_after: 10.0,
+            // A CPU pass of the largest model (DepthBLIP-2's EVA ViT-g) takes
+            // seconds; a CUDA pass's first call compiles kernels.
+            inference_warn_after: 10.0,
+            inference_error_after: 30.0,
         }
     }
 }
@@ -132,7 +140,10 @@ pub struct Resolved {
     pub batch_window: Duration,
     /// 0: one frame of every camera.
     pub max_batch_size: usize,
+    /// Silent cameras (`diagnostics_*_after`).
     pub thresholds: HealthThresholds,
+    /// A stalled inference (`inference_*_after`).
+    pub inference_thresholds: HealthThresholds,
 }
 
 /// The live parameters of a node: shared values, per-camera overrides, and
@@ -259,6 +270,8 @@ impl LiveConfig {
             "max_batch_size" => LiveValue::Integer(s.max_batch_size),
             "diagnostics_warn_after" => LiveValue::Double(s.diagnostics_warn_after),
             "diagnostics_error_after" => LiveValue::Double(s.diagnostics_error_after),
+            "inference_warn_after" => LiveValue::Double(s.inference_warn_after),
+            "inference_error_after" => LiveValue::Double(s.inference_error_after),
             _ => return None,
         })
     }
@@ -322,6 +335,8 @@ impl LiveConfig {
             "max_batch_size" => s.max_batch_size = in_range(name, as_i64(name, value)?, 0, 64, " (0 = every camera)")?,
             "diagnostics_warn_after" => s.diagnostics_warn_after = seconds(name, as_f64(name, value)?)?,
             "diagnostics_error_after" => s.diagnostics_error_after = seconds(name, as_f64(name, value)?)?,
+            "inference_warn_after" => s.inference_warn_after = seconds(name, as_f64(name, value)?)?,
+            "inference_error_after" => s.inference_error_after = seconds(name, as_f64(name, value)?)?,
             _ => unreachable!("every LIVE_SHARED name is handled"),
         }
         Ok(())
@@ -345,6 +360,12 @@ impl LiveConfig {
             return Err(LiveError::Invalid(format!(
                 "parameter diagnostics_error_after ({} s) must be above diagnostics_warn_after ({} s)",
                 s.diagnostics_error_after, s.diagnostics_warn_after
+            )));
+        }
+        if s.inference_error_after <= s.inference_warn_after {
+            return Err(LiveError::Invalid(format!(
+                "parameter inference_error_after ({} s) must be above inference_warn_after ({} s)",
+                s.inference_error_after, s.inference_warn_after
             )));
         }
         let mut cameras = Vec::with_capacity(self.cameras.len());
@@ -385,6 +406,10 @@ impl LiveConfig {
             thresholds: HealthThresholds {
                 warn_after: Duration::from_secs_f64(s.diagnostics_warn_after),
                 error_after: Duration::from_secs_f64(s.diagnostics_error_after),
+            },
+            inference_thresholds: HealthThresholds {
+                warn_after: Duration::from_secs_f64(s.inference_warn_after),
+                error_after: Duration::from_secs_f64(s.inference_error_after),
             },
         })
     }

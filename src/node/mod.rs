@@ -9,15 +9,18 @@
 //! - [`batching`]: which pending frames go into the next forward pass.
 //! - [`health`]: per-camera rates, counters and latencies, and the
 //!   OK / WARN / ERROR level a `/diagnostics` status reports.
+//! - [`ros_args`]: start-up parameter values as the last of the command
+//!   line's sources sets them (rcl mixes values of different types).
 
 pub mod batching;
 pub mod cameras;
 pub mod health;
 pub mod live;
 pub mod output_size;
+pub mod ros_args;
 
 pub use batching::{plan_batch, BatchPlan};
 pub use cameras::{camera_topic, parse_camera_names, CameraNameError, MAX_CAMERAS};
-pub use health::{CameraHealth, HealthReport, HealthThresholds, Level};
+pub use health::{inference_level, CameraHealth, HealthReport, HealthThresholds, Level};
 pub use live::{CameraSettings, LiveConfig, LiveError, LiveValue, Resolved, SharedTunables};
 pub use output_size::{OutputSize, OutputSizeError};

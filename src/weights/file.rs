@@ -80,25 +80,12 @@ pub fn read_tensor_file(path: &Path) -> Result<TensorFile> {
     Ok(TensorFile { path: path.to_owned(), format, tensors })
 }
 
+/// A `torch.save` archive: its `model` entry (or `state_dict`), else the
+/// archive's top-level dict.
 fn read_torch_zip(path: &Path) -> candle_core::Result<Vec<(String, Tensor)>> {
-    let mut last_err = None;
-    for key in [Some("model"), Some("state_dict"), None] {
-        match candle_core::pickle::read_all_with_key(path, key) {
-            Ok(t) if !t.is_empty() => return Ok(t),
-            Ok(_) => {}
-            Err(e) if e.to_string().contains("not found") => last_err = Some(e),
-            // A valid archive the zip crate misplaces (see the fallback).
-            Err(e) if e.to_string().contains("Central Directory") => return read_torch_zip_at_offset_zero(path),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| candle_core::Error::Msg("no tensors found in the checkpoint".into())))
-}
-
-fn read_torch_zip_at_offset_zero(path: &Path) -> candle_core::Result<Vec<(String, Tensor)>> {
     let mut last_err = String::new();
     for key in [Some("model"), Some("state_dict"), None] {
-        match super::torchscript::read_torch_save_at_offset_zero(path, key) {
+        match super::torchscript::read_torch_save(path, key) {
             Ok(t) if !t.is_empty() => return Ok(t),
             Ok(_) => {}
             Err(e) if e.contains("not found") => last_err = e,

@@ -3,6 +3,7 @@
 
 use super::state_dict::StateDict;
 use crate::model::{BackboneConfig, BackboneKind, DecoderConfig};
+use crate::model::shapes::{count_layers, dims, square_grid, Shapes};
 use crate::model::BACKBONE_PREFIX;
 
 /// What the tensors say; `None` where a part is absent.
@@ -16,36 +17,34 @@ pub struct InferredArchitecture {
     pub decoder: Option<DecoderConfig>,
 }
 
-fn dims(dict: &StateDict, name: &str) -> Option<Vec<usize>> {
-    dict.tensors().get(name).map(|t| t.dims().to_vec())
+fn shapes(dict: &StateDict) -> Shapes {
+    dict.tensors().iter().map(|(n, t)| (n.clone(), t.dims().to_vec())).collect()
 }
 
-fn count_indexed(dict: &StateDict, prefix: &str) -> usize {
-    let mut n = 0;
-    while dict.tensors().keys().any(|k| k.starts_with(&format!("{prefix}.{n}."))) {
-        n += 1;
-    }
-    n
+/// The `N` dims of `name`; `None` when absent or of another rank (a guess
+/// from shapes reports what it can tell).
+fn dims_of<const N: usize>(shapes: &Shapes, name: &str) -> Option<[usize; N]> {
+    dims::<N>(shapes, name).ok()
 }
 
 pub fn infer_architecture(dict: &StateDict) -> InferredArchitecture {
-    InferredArchitecture { backbone: infer_backbone(dict), decoder: infer_decoder(dict) }
+    let shapes = shapes(dict);
+    InferredArchitecture { backbone: infer_backbone(&shapes), decoder: infer_decoder(&shapes) }
 }
 
-fn infer_backbone(dict: &StateDict) -> Option<BackboneConfig> {
+fn infer_backbone(shapes: &Shapes) -> Option<BackboneConfig> {
     let p = BACKBONE_PREFIX;
-    let patch = dims(dict, &format!("{p}.embeddings.patch_embedding.weight"))?;
-    let (hidden, patch_size) = (patch[0], *patch.get(2)?);
-    let clip = dict.tensors().contains_key(&format!("{p}.embeddings.class_embedding"));
-    let positions = dims(dict, &format!("{p}.embeddings.position_embedding.weight"))?[0];
-    let grid = ((positions - usize::from(clip)) as f64).sqrt().round() as usize;
+    let [hidden, _, patch_size, _] = dims_of::<4>(shapes, &format!("{p}.embeddings.patch_embedding.weight"))?;
+    let clip = shapes.contains_key(&format!("{p}.embeddings.class_embedding"));
+    let [positions, _] = dims_of::<2>(shapes, &format!("{p}.embeddings.position_embedding.weight"))?;
+    let grid = square_grid(positions, usize::from(clip), "the position table").ok()?;
     let base = if clip { BackboneConfig::clip_vit_base_patch16() } else { BackboneConfig::siglip_base_patch16_224() };
-    let intermediate = dims(dict, &format!("{p}.encoder.layers.0.mlp.fc1.weight")).map(|d| d[0])?;
+    let [intermediate, _] = dims_of::<2>(shapes, &format!("{p}.encoder.layers.0.mlp.fc1.weight"))?;
     Some(BackboneConfig {
         kind: if clip { BackboneKind::Clip } else { BackboneKind::Siglip },
         hidden_size: hidden,
         intermediate_size: intermediate,
-        num_hidden_layers: count_indexed(dict, &format!("{p}.encoder.layers")),
+        num_hidden_layers: count_layers(shapes, &format!("{p}.encoder.layers")),
         num_attention_heads: (hidden / 64).max(1),
         patch_size,
         image_size: grid * patch_size,
@@ -53,22 +52,22 @@ fn infer_backbone(dict: &StateDict) -> Option<BackboneConfig> {
     })
 }
 
-fn infer_decoder(dict: &StateDict) -> Option<DecoderConfig> {
-    let stages = count_indexed(dict, "main_path_projections");
+fn infer_decoder(shapes: &Shapes) -> Option<DecoderConfig> {
+    let stages = count_layers(shapes, "main_path_projections");
     if stages == 0 {
         return None;
     }
     let decoder_channels = (0..stages)
-        .map(|i| dims(dict, &format!("main_path_projections.{i}.weight")).map(|d| d[0]))
+        .map(|i| dims_of::<4>(shapes, &format!("main_path_projections.{i}.weight")).map(|d| d[0]))
         .collect::<Option<Vec<_>>>()?;
-    let film = dims(dict, "film_param_generators.0.0.weight");
-    let structural = count_indexed(dict, "structural_path_projections") > 0;
+    let film = dims_of::<2>(shapes, "film_param_generators.0.0.weight");
+    let structural = count_layers(shapes, "structural_path_projections") > 0;
     let defaults = DecoderConfig::default();
     Some(DecoderConfig {
         use_film: film.is_some(),
         film_param_hidden_dim: film.map(|d| d[0]).unwrap_or(defaults.film_param_hidden_dim),
         use_structural_pathway: structural,
-        use_multiscale_supervision: count_indexed(dict, "aux_depth_heads") > 0,
+        use_multiscale_supervision: count_layers(shapes, "aux_depth_heads") > 0,
         main_path_indices: if stages == defaults.decoder_channels.len() {
             defaults.main_path_indices.clone()
         } else {

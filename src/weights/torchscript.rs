@@ -129,43 +129,82 @@ fn walk(obj: Object, prefix: &str, declared: &HashMap<String, HashSet<String>>, 
     Ok(())
 }
 
-/// The tensor a (possibly strided) view of a storage describes, copied out.
 /// The tensor `info` describes, its storage read from the archive once
-/// (tensors may share one).
+/// (tensors may share one). The storage's size is checked against what the
+/// pickle claims before anything is allocated from either.
 fn read_tensor<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, info: &TensorInfo, storages: &mut HashMap<String, Vec<u8>>) -> Result<Tensor> {
     if !storages.contains_key(&info.path) {
+        let mut entry = zip.by_name(&info.path).map_err(|e| format!("{}: storage {}: {e}", info.name, info.path))?;
+        let claimed = info
+            .storage_size
+            .checked_mul(info.dtype.size_in_bytes())
+            .ok_or_else(|| format!("{}: storage {} claims an impossible size", info.name, info.path))?;
+        if entry.size() != claimed as u64 {
+            return Err(format!(
+                "{}: storage {} holds {} bytes, its tensors claim {claimed}",
+                info.name,
+                info.path,
+                entry.size()
+            ));
+        }
         let mut bytes = Vec::new();
-        zip.by_name(&info.path)
-            .map_err(|e| format!("{}: storage {}: {e}", info.name, info.path))?
-            .read_to_end(&mut bytes)
-            .map_err(|e| e.to_string())?;
+        bytes.try_reserve_exact(claimed).map_err(|_| format!("{}: storage {} ({claimed} bytes) does not fit in memory", info.name, info.path))?;
+        (&mut entry).take(claimed as u64).read_to_end(&mut bytes).map_err(|e| format!("{}: storage {}: {e}", info.name, info.path))?;
+        if bytes.len() != claimed {
+            return Err(format!("{}: storage {} is truncated", info.name, info.path));
+        }
         storages.insert(info.path.clone(), bytes);
     }
     materialise(info, &storages[&info.path])
 }
 
+/// How many times a view may repeat its storage's bytes (stride 0, as
+/// `expand` makes): generous for real checkpoints, and a bound on what a
+/// few bytes of a hostile file can make this process allocate.
+const MAX_VIEW_REPEAT: usize = 16;
+
+/// The tensor a (possibly strided) view of a storage describes, copied out.
+/// Every element the view reaches is checked to lie inside the storage, and
+/// the copy's size is bounded, before anything is allocated.
 fn materialise(info: &TensorInfo, storage: &[u8]) -> Result<Tensor> {
     let elem = info.dtype.size_in_bytes();
     let dims = info.layout.dims().to_vec();
     let strides = info.layout.stride().to_vec();
-    let start = info.layout.start_offset() / elem.max(1);
-    let count: usize = dims.iter().product();
+    let offset_bytes = info.layout.start_offset();
+    let bad = |what: &str| format!("{}: {what} (shape {dims:?}, strides {strides:?}, storage {} bytes)", info.name, storage.len());
+    if elem == 0 || offset_bytes % elem != 0 || strides.len() != dims.len() {
+        return Err(bad("malformed tensor layout"));
+    }
+    let start = offset_bytes / elem;
+    let count = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| bad("the shape overflows"))?;
+    let bytes_wanted = count.checked_mul(elem).ok_or_else(|| bad("the shape overflows"))?;
+    if count == 0 {
+        return Tensor::from_raw_buffer(&[], info.dtype, &dims, &Device::Cpu).map_err(|e| format!("{}: {e}", info.name));
+    }
+    // The farthest element the view reaches, in elements of the storage.
+    let last = dims
+        .iter()
+        .zip(&strides)
+        .try_fold(start, |acc, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| acc.checked_add(x)))
+        .ok_or_else(|| bad("the view overflows"))?;
+    let end_bytes = last.checked_add(1).and_then(|n| n.checked_mul(elem)).ok_or_else(|| bad("the view overflows"))?;
+    if end_bytes > storage.len() {
+        return Err(bad("the view reaches past its storage"));
+    }
     if info.layout.is_contiguous() {
-        let at = start * elem;
-        let chunk = storage
-            .get(at..at + count * elem)
-            .ok_or_else(|| format!("{}: the tensor reaches past its storage ({} bytes)", info.name, storage.len()))?;
+        let chunk = &storage[offset_bytes..offset_bytes + bytes_wanted];
         return Tensor::from_raw_buffer(chunk, info.dtype, &dims, &Device::Cpu).map_err(|e| format!("{}: {e}", info.name));
     }
-    let mut bytes = Vec::with_capacity(count * elem);
+    if bytes_wanted > storage.len().saturating_mul(MAX_VIEW_REPEAT).max(1 << 20) {
+        return Err(bad("the view repeats its storage more than a checkpoint would"));
+    }
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(bytes_wanted).map_err(|_| bad("the tensor does not fit in memory"))?;
     let mut index = vec![0usize; dims.len()];
     for _ in 0..count {
-        let offset = start + index.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>();
-        let at = offset * elem;
-        let chunk = storage
-            .get(at..at + elem)
-            .ok_or_else(|| format!("{}: the view reaches past its storage ({} bytes)", info.name, storage.len()))?;
-        bytes.extend_from_slice(chunk);
+        // In bounds: every index is below its dim, so the offset is <= `last`.
+        let at = (start + index.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()) * elem;
+        bytes.extend_from_slice(&storage[at..at + elem]);
         for d in (0..dims.len()).rev() {
             index[d] += 1;
             if index[d] < dims[d] {
@@ -177,14 +216,15 @@ fn materialise(info: &TensorInfo, storage: &[u8]) -> Result<Tensor> {
     Tensor::from_raw_buffer(&bytes, info.dtype, &dims, &Device::Cpu).map_err(|e| format!("{}: {e}", info.name))
 }
 
-/// The tensors of a `torch.save` zip archive read with the archive at
-/// offset 0. candle's reader lets the zip crate guess where the archive
-/// starts, and for archives with zip64 records whose first central
-/// directory entry is exactly 76 bytes long (an inner folder name of 21
-/// characters, as `torch.save` names it after the file:
-/// `blip2_pretrained_vitL.pth`) the guess is wrong and the archive is
-/// refused. `key` picks an entry of a dict checkpoint (`model`).
-pub fn read_torch_save_at_offset_zero(path: &Path, key: Option<&str>) -> Result<Vec<(String, Tensor)>> {
+/// The tensors of a `torch.save` zip archive (PyTorch >= 1.6), read here
+/// rather than by candle's reader, which allocates what a tensor's header
+/// claims before checking it against the file. The archive is read at
+/// offset 0: the zip crate's guess of where an archive starts is wrong for
+/// archives with zip64 records whose first central directory entry is
+/// exactly 76 bytes long (an inner folder name of 21 characters, as
+/// `torch.save` names it after the file: `blip2_pretrained_vitL.pth`).
+/// `key` picks an entry of a dict checkpoint (`model`).
+pub fn read_torch_save(path: &Path, key: Option<&str>) -> Result<Vec<(String, Tensor)>> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let config = zip::read::Config { archive_offset: zip::read::ArchiveOffset::Known(0) };
     let mut zip = zip::ZipArchive::with_config(config, std::io::BufReader::new(file)).map_err(|e| format!("not a zip archive: {e}"))?;

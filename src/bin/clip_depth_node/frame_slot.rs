@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image};
 use r2r::std_msgs::msg::Header;
@@ -25,12 +25,18 @@ pub struct Frame {
     pub received: Instant,
 }
 
-impl Frame {
+impl Payload {
     pub fn header(&self) -> &Header {
-        match &self.payload {
+        match self {
             Payload::Raw(m) => &m.header,
             Payload::Compressed(m) => &m.header,
         }
+    }
+}
+
+impl Frame {
+    pub fn header(&self) -> &Header {
+        self.payload.header()
     }
 }
 
@@ -52,6 +58,22 @@ pub struct BatchCounters {
     pub frames: u64,
     pub last_size: usize,
     pub last_forward_ms: f32,
+    /// When the pass now running started (None between passes).
+    pub pass_started: Option<Instant>,
+    /// The inference thread's last step forward: a batch taken or a pass
+    /// finished (None before the first).
+    pub last_progress: Option<Instant>,
+}
+
+impl BatchCounters {
+    /// How long work has waited without progress: a pass running, or
+    /// frames waiting, since the last step forward (or since `started`).
+    pub fn stalled_for(&self, now: Instant, pending_frames: usize, started: Instant) -> Duration {
+        if self.pass_started.is_none() && pending_frames == 0 {
+            return Duration::ZERO;
+        }
+        now.saturating_duration_since(self.last_progress.unwrap_or(started))
+    }
 }
 
 pub struct State {

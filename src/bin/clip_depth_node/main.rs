@@ -27,7 +27,7 @@ use r2r::diagnostic_msgs::msg::DiagnosticArray;
 use r2r::sensor_msgs::msg::{CameraInfo, CompressedImage, Image, PointCloud2};
 use r2r::QosProfile;
 
-use clip_depth_ros::node::camera_topic;
+use clip_depth_ros::node::{camera_topic, Level};
 use clip_depth_ros::DepthEstimator;
 
 use frame_slot::{Payload, Shared};
@@ -65,6 +65,7 @@ fn run() -> Result<Ended, String> {
     let mut node = r2r::Node::create(ctx, NODE_NAME, "").map_err(|e| format!("cannot create the node: {e}"))?;
     let logger = node.logger().to_string();
 
+    start_up_values_as_given(&node)?;
     let params = Arc::new(Mutex::new(Parameters::new(NodeParams::default())));
     let (param_handler, _param_events) = node
         .make_derived_parameter_handler(params.clone())
@@ -147,7 +148,10 @@ fn run() -> Result<Ended, String> {
         model: estimator.model_name().to_string(),
         device: format!("{} {}", settings.device, settings.dtype),
         logger: logger.clone(),
+        started: Instant::now(),
+        inference_level: std::cell::Cell::new(Level::Ok as u8),
     };
+    let settings_cameras: Vec<String> = settings.cameras.iter().map(|c| c.name.clone()).collect();
     let worker = Worker::new(shared.clone(), live, estimator, settings, outputs, logger.clone());
 
     // Each thread says when it ends; before shutdown that is a death.
@@ -182,28 +186,55 @@ fn run() -> Result<Ended, String> {
         .build()
         .map_err(|e| format!("cannot start tokio: {e}"))?;
     let ended = runtime.block_on(async {
-        tokio::spawn(param_handler);
+        // Every task the node needs is watched: one that ends or panics
+        // (a camera's forwarding, the parameter handler) ends the node with
+        // exit code 1 and its name, rather than stopping a camera silently.
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut names = std::collections::HashMap::new();
+        names.insert(tasks.spawn(param_handler).id(), "the parameter handler".to_string());
         for (camera, mut images, mut infos) in inputs {
+            let label = match settings_cameras.get(camera).map(String::as_str) {
+                Some("") | None => "the camera".to_string(),
+                Some(name) => format!("camera {name}"),
+            };
             let s = shared.clone();
-            tokio::spawn(async move {
-                while let Some(payload) = images.next().await {
-                    s.put_frame(camera, payload);
-                }
-            });
+            let id = tasks
+                .spawn(async move {
+                    while let Some(payload) = images.next().await {
+                        supervise::test_hook("forward", &payload.header().frame_id);
+                        s.put_frame(camera, payload);
+                    }
+                })
+                .id();
+            names.insert(id, format!("{label}'s image forwarding"));
             let s = shared.clone();
-            tokio::spawn(async move {
-                while let Some(info) = infos.next().await {
-                    s.put_camera_info(camera, info);
-                }
-            });
+            let id = tasks
+                .spawn(async move {
+                    while let Some(info) = infos.next().await {
+                        s.put_camera_info(camera, info);
+                    }
+                })
+                .id();
+            names.insert(id, format!("{label}'s camera_info forwarding"));
         }
-        tokio::select! {
-            _ = wait_for_signal() => Ended::Signal,
-            Some(why) = ended_rx.recv() => {
-                r2r::log_error!(&logger, "{why}; exiting with code 1 so that a supervisor (launch respawn) can restart the node");
-                Ended::ThreadDied
+        let task_ended = |joined: Result<(tokio::task::Id, ()), tokio::task::JoinError>| match joined {
+            Ok((id, ())) => format!("{} ended", names.get(&id).map_or("a task", String::as_str)),
+            Err(e) => {
+                let name = names.get(&e.id()).map_or("a task", String::as_str).to_string();
+                if e.is_panic() {
+                    format!("{name} panicked: {}", clip_depth_ros::error::panic_message(&*e.into_panic()))
+                } else {
+                    format!("{name} was cancelled")
+                }
             }
-        }
+        };
+        let why = tokio::select! {
+            _ = wait_for_signal() => return Ended::Signal,
+            Some(why) = ended_rx.recv() => why,
+            Some(joined) = tasks.join_next_with_id() => task_ended(joined),
+        };
+        r2r::log_error!(&logger, "{why}; exiting with code 1 so that a supervisor (launch respawn) can restart the node");
+        Ended::ThreadDied
     });
 
     r2r::log_info!(&logger, "shutting down");
@@ -279,6 +310,33 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// Puts into the node's parameter table the value each start-up parameter
+/// was last given (command line and params files in order), where rcl
+/// left one of another type in front of it (see `node::ros_args`).
+fn start_up_values_as_given(node: &r2r::Node) -> Result<(), String> {
+    use clip_depth_ros::node::ros_args::{last_values, parameter_sources, ArgValue};
+    use r2r::{Parameter, ParameterValue};
+    let args: Vec<String> = std::env::args().collect();
+    let name = node.name().map_err(|e| format!("cannot read the node's name: {e}"))?;
+    let qualified = node.fully_qualified_name().map_err(|e| format!("cannot read the node's name: {e}"))?;
+    let values = last_values(&parameter_sources(&args), &[&name, &qualified])?;
+    let mut table = node.params.lock().map_err(|_| "parameter table lock poisoned".to_string())?;
+    for (param, value) in values {
+        let value = match value {
+            ArgValue::Bool(v) => ParameterValue::Bool(v),
+            ArgValue::Integer(v) => ParameterValue::Integer(v),
+            ArgValue::Double(v) => ParameterValue::Double(v),
+            ArgValue::String(v) => ParameterValue::String(v),
+            ArgValue::BoolArray(v) => ParameterValue::BoolArray(v),
+            ArgValue::IntegerArray(v) => ParameterValue::IntegerArray(v),
+            ArgValue::DoubleArray(v) => ParameterValue::DoubleArray(v),
+            ArgValue::StringArray(v) => ParameterValue::StringArray(v),
+        };
+        table.insert(param, Parameter::new(value));
+    }
+    Ok(())
 }
 
 /// A typo in `-p name:=value` would otherwise be silently ignored.

@@ -94,6 +94,10 @@ pub struct NodeParams {
     pub diagnostics_error_after: f64,
     /// /diagnostics: seconds between two DiagnosticArrays
     pub diagnostics_period: f64,
+    /// /diagnostics: inference WARN when frames wait and no forward pass has finished for this long [s]; live
+    pub inference_warn_after: f64,
+    /// /diagnostics: inference ERROR when frames wait and no forward pass has finished for this long [s]; live
+    pub inference_error_after: f64,
 }
 
 impl Default for NodeParams {
@@ -136,6 +140,8 @@ impl Default for NodeParams {
             diagnostics_warn_after: live.diagnostics_warn_after,
             diagnostics_error_after: live.diagnostics_error_after,
             diagnostics_period: 1.0,
+            inference_warn_after: live.inference_warn_after,
+            inference_error_after: live.inference_error_after,
         }
     }
 }
@@ -281,7 +287,7 @@ impl NodeParams {
         // The live values, each checked alone now (the model's range is not
         // known yet: the range checks come once it is loaded).
         let mut live = LiveConfig::new(SharedTunables::default(), &names, (0.0, f32::MAX), self.allow_out_of_model_range);
-        let shared: [(&str, LiveValue); 11] = [
+        let shared: [(&str, LiveValue); 13] = [
             ("output_width", LiveValue::Integer(self.output_width)),
             ("output_height", LiveValue::Integer(self.output_height)),
             ("min_range", LiveValue::Double(self.min_range)),
@@ -293,6 +299,8 @@ impl NodeParams {
             ("max_batch_size", LiveValue::Integer(self.max_batch_size)),
             ("diagnostics_warn_after", LiveValue::Double(self.diagnostics_warn_after)),
             ("diagnostics_error_after", LiveValue::Double(self.diagnostics_error_after)),
+            ("inference_warn_after", LiveValue::Double(self.inference_warn_after)),
+            ("inference_error_after", LiveValue::Double(self.inference_error_after)),
         ];
         for (name, value) in &shared {
             live.apply(name, value).map_err(|e| e.to_string())?;
@@ -507,19 +515,24 @@ impl RosParams for Parameters {
         param: Option<Parameter>,
         params: &mut IndexMap<String, Parameter>,
     ) -> r2r::Result<()> {
-        // Start-up values (command line, params file) are applied here.
-        // List parameters given as ROS arrays become their YAML text.
-        for name in LIST_PARAMETERS.iter().chain(["cameras"].iter()) {
-            if let Some(p) = params.get_mut(*name) {
-                let text = match &p.value {
-                    ParameterValue::StringArray(v) => serde_json::to_string(v).ok(),
-                    ParameterValue::DoubleArray(v) => serde_json::to_string(v).ok(),
-                    ParameterValue::IntegerArray(v) => serde_json::to_string(v).ok(),
-                    _ => None,
-                };
-                if let Some(text) = text {
-                    p.value = ParameterValue::String(text);
+        // Start-up values (command line, params file) are applied here, in
+        // the type each parameter has: list parameters given as ROS arrays
+        // become their YAML text, an integer given for a double parameter
+        // its value, a whole double given for an integer one its integer.
+        for (name, p) in params.iter_mut() {
+            let list_param = LIST_PARAMETERS.contains(&name.as_str()) || name == "cameras";
+            let value = match (&p.value, self.base.get_parameter(name)) {
+                (ParameterValue::StringArray(v), _) if list_param => serde_json::to_string(v).ok().map(ParameterValue::String),
+                (ParameterValue::DoubleArray(v), _) if list_param => serde_json::to_string(v).ok().map(ParameterValue::String),
+                (ParameterValue::IntegerArray(v), _) if list_param => serde_json::to_string(v).ok().map(ParameterValue::String),
+                (ParameterValue::Integer(i), Ok(ParameterValue::Double(_))) => Some(ParameterValue::Double(*i as f64)),
+                (ParameterValue::Double(d), Ok(ParameterValue::Integer(_))) if d.fract() == 0.0 && d.abs() < 2f64.powi(53) => {
+                    Some(ParameterValue::Integer(*d as i64))
                 }
+                _ => None,
+            };
+            if let Some(value) = value {
+                p.value = value;
             }
         }
         self.base.register_parameters(prefix, param, params)?;

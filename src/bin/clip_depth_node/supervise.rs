@@ -8,6 +8,8 @@
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 
+use clip_depth_ros::error::panic_message;
+
 /// The stages of one frame, named in the error when one of them panics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -50,7 +52,7 @@ pub fn install_panic_hook() {
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         if SUPERVISED.with(Cell::get) {
-            let msg = payload_text(info.payload());
+            let msg = panic_message(info.payload());
             let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
             CAUGHT.with(|c| *c.borrow_mut() = Some(format!("{}{at}", msg.replace('\n', " "))));
         } else {
@@ -59,21 +61,15 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// The text a panic carries (`panic!` with a literal or a format).
-fn payload_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
-        (Some(s), _) => s,
-        (_, Some(s)) => s,
-        _ => "unknown panic",
-    }
-}
-
 /// Runs `f`; a panic in it comes back as its message and location.
 pub fn supervised<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let outer = SUPERVISED.with(|s| s.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     SUPERVISED.with(|s| s.set(outer));
-    result.map_err(|_| CAUGHT.with(|c| c.borrow_mut().take()).unwrap_or_else(|| "panic".into()))
+    // A panic in another thread that `f` waited for (a split CPU batch's
+    // pool) reaches here with its payload but was not caught by the hook on
+    // this thread: its message is the payload's.
+    result.map_err(|payload| CAUGHT.with(|c| c.borrow_mut().take()).unwrap_or_else(|| panic_message(&*payload).replace('\n', " ")))
 }
 
 /// The prefix of a frame_id that makes a test build panic (see [`test_hook`]).
@@ -109,5 +105,15 @@ mod tests {
         let outer = supervised(|| supervised(|| panic!("inner")).unwrap_err());
         assert!(outer.unwrap().starts_with("inner"));
         assert!(!SUPERVISED.with(Cell::get), "the flag is restored");
+    }
+
+    #[test]
+    fn a_panic_in_a_split_batch_pool_keeps_its_message() {
+        install_panic_hook();
+        // As a split CPU batch runs its groups: in the pools of
+        // `clip_depth_ros::device::cpu_split`, waited for by this thread.
+        let pools = clip_depth_ros::device::cpu_split::pools(2, 2).unwrap();
+        let err = supervised(|| pools[1].install(|| -> u8 { panic!("group {} failed", 1) })).unwrap_err();
+        assert!(err.starts_with("group 1 failed"), "{err}");
     }
 }

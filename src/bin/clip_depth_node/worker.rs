@@ -1,8 +1,8 @@
 //! The inference thread: gathers the newest frame of every camera that has
-//! one (waiting up to `batch_window_ms` for the others), pairs each with its
-//! camera_info, runs them through the model as one batch, and publishes
+//! one (waiting up to `batch_window_ms` for the others), runs them through
+//! the model as one batch, pairs each with its camera_info, and publishes
 //! each camera's depth, camera_info, cloud, colormap and stats under its
-//! own input's header. A bad frame is skipped with a throttled warning
+//! own input's header as soon as its own camera_info is settled. A bad frame is skipped with a throttled warning
 //! naming the camera and the reason; a panic while processing a frame
 //! costs that frame (counted, throttled error naming the stage); a batch
 //! that fails is rerun frame by frame so that only the frame at fault is
@@ -83,8 +83,10 @@ struct Prepared<'a> {
     header: Header,
     stamp: i64,
     image: ModelImage<'a>,
+    /// Set once paired (after the forward pass): [`Worker::finish_paired`].
     info: Option<CameraInfoData>,
     size: (usize, usize),
+    received: Instant,
     started: Instant,
     decode_ms: f32,
 }
@@ -190,6 +192,7 @@ impl Worker {
                 .collect();
             match plan_batch(&pending, &streaming, now, resolved.batch_window, resolved.max_batch_size) {
                 BatchPlan::Take(cameras) => {
+                    state.batches.last_progress = Some(now);
                     return Some(
                         cameras.into_iter().filter_map(|i| state.cameras[i].frame.take().map(|f| (i, f))).collect(),
                     )
@@ -203,9 +206,8 @@ impl Worker {
     fn process_batch(&mut self, batch: &[(usize, Frame)], resolved: &Resolved) {
         let mut prepared = Vec::with_capacity(batch.len());
         for (camera, frame) in batch {
-            let settings = &resolved.cameras[*camera];
             self.stage.set(Stage::Decode);
-            match supervised(|| self.prepare(*camera, frame, settings)) {
+            match supervised(|| self.prepare(*camera, frame, &resolved.cameras[*camera])) {
                 Ok(Ok(p)) => prepared.push(p),
                 Ok(Err(s)) => self.lost(*camera, Lost::Skip(s)),
                 Err(panic) => self.lost(*camera, Lost::Panic(panic, self.stage.get())),
@@ -215,20 +217,82 @@ impl Worker {
             return;
         }
         let outcomes = self.infer(&prepared);
-        for (p, outcome) in prepared.iter().zip(outcomes) {
-            let result = match outcome {
-                Ok((depth, timings, batch_size)) => {
-                    let settings = &resolved.cameras[p.camera];
-                    match supervised(|| self.finish(p, depth, timings, batch_size, settings)) {
+        let mut done = Vec::with_capacity(prepared.len());
+        for (p, outcome) in prepared.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(inferred) => done.push((p, inferred)),
+                Err(lost) => self.lost(p.camera, lost),
+            }
+        }
+        self.pair_and_finish(done, resolved);
+    }
+
+    /// Pairs each inferred frame with its camera_info and publishes it as
+    /// soon as its own pairing is settled: a frame waits (up to the sync
+    /// window from its arrival, while stamps are known to match) for its
+    /// own camera_info only, never for another camera's, and the forward
+    /// pass has already given the camera_infos time to arrive.
+    fn pair_and_finish(&mut self, mut waiting: Vec<(Prepared<'_>, (DepthMap, StageTimings, usize))>, resolved: &Resolved) {
+        let mut windows = Vec::with_capacity(waiting.len());
+        for (p, _) in &waiting {
+            let late = {
+                let state = self.shared.lock();
+                let infos = &state.cameras[p.camera].infos;
+                self.cameras[p.camera].matching.check_late(|s| infos.contains(s))
+            };
+            self.log_matching(p.camera, late);
+            windows.push(if self.cameras[p.camera].matching.waiting() { self.settings.sync_window } else { Duration::ZERO });
+        }
+        let mut waiting: Vec<_> = waiting.drain(..).zip(windows).collect();
+        while !waiting.is_empty() {
+            // Settle every pairing that can be settled now; wait for the rest.
+            let mut settled = Vec::new();
+            {
+                let mut state = self.shared.lock();
+                loop {
+                    let now = Instant::now();
+                    let mut next_deadline: Option<Instant> = None;
+                    let mut i = 0;
+                    while i < waiting.len() {
+                        let ((p, _), window) = &waiting[i];
+                        let infos = &state.cameras[p.camera].infos;
+                        let deadline = p.received + *window;
+                        let pairing = match infos.exact(p.stamp) {
+                            Some(info) => Some(Pairing::Exact(info)),
+                            None if now >= deadline || self.shared.shutting_down() => {
+                                Some(infos.pair(p.stamp, self.settings.use_latest_camera_info))
+                            }
+                            None => None,
+                        };
+                        match pairing {
+                            Some(pairing) => settled.push((waiting.swap_remove(i), pairing)),
+                            None => {
+                                next_deadline = Some(next_deadline.map_or(deadline, |d: Instant| d.min(deadline)));
+                                i += 1;
+                            }
+                        }
+                    }
+                    match next_deadline {
+                        Some(deadline) if settled.is_empty() => state = self.shared.wait_until(state, deadline),
+                        _ => break,
+                    }
+                }
+            }
+            for (((mut p, (depth, timings, batch_size)), window), pairing) in settled {
+                let settings = &resolved.cameras[p.camera];
+                self.stage.set(Stage::CameraInfo);
+                let result = match supervised(|| self.accept_pairing(&mut p, pairing, window)) {
+                    Ok(Ok(())) => match supervised(|| self.finish(&p, depth, timings, batch_size, settings)) {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(s)) => Err(Lost::Skip(s)),
                         Err(panic) => Err(Lost::Panic(panic, self.stage.get())),
-                    }
+                    },
+                    Ok(Err(s)) => Err(Lost::Skip(s)),
+                    Err(panic) => Err(Lost::Panic(panic, self.stage.get())),
+                };
+                if let Err(lost) = result {
+                    self.lost(p.camera, lost);
                 }
-                Err(lost) => Err(lost),
-            };
-            if let Err(lost) = result {
-                self.lost(p.camera, lost);
             }
         }
     }
@@ -265,7 +329,7 @@ impl Worker {
         test_hook(stage.name(), &header.frame_id);
     }
 
-    /// Decodes the frame and pairs it with its camera_info.
+    /// Decodes the frame (its camera_info is paired after the forward pass).
     fn prepare<'a>(&mut self, camera: usize, frame: &'a Frame, settings: &CameraSettings) -> Result<Prepared<'a>, Skip> {
         let started = Instant::now();
         let header = frame.header().clone();
@@ -291,17 +355,8 @@ impl Worker {
         };
         let decode_ms = ms(started.elapsed());
 
-        self.enter(Stage::CameraInfo, &header);
-        let info = match self.pair_camera_info(camera, stamp, frame.received) {
-            Some(msg) => {
-                let data = camera_info_data(&msg).map_err(skip("camera_info"))?;
-                check_camera_info(&data, width, height).map_err(skip("camera_info"))?;
-                Some(data)
-            }
-            None => None,
-        };
         let size = settings.output.resolve(width, height);
-        Ok(Prepared { camera, header, stamp, image, info, size, started, decode_ms })
+        Ok(Prepared { camera, header, stamp, image, info: None, size, received: frame.received, started, decode_ms })
     }
 
     /// One forward pass over every prepared frame; if it fails, one per
@@ -325,6 +380,7 @@ impl Worker {
         let all: Vec<&Prepared<'_>> = prepared.iter().collect();
         let n = all.len();
         let t = Instant::now();
+        self.shared.lock().batches.pass_started = Some(t);
         let whole = supervised(|| run(&self.estimator, &all));
         self.count_batch(n, t.elapsed());
         match whole {
@@ -339,7 +395,13 @@ impl Worker {
             }
         }
         all.iter()
-            .map(|p| match supervised(|| run(&self.estimator, &[p])) {
+            .map(|p| {
+                self.shared.lock().batches.pass_started = Some(Instant::now());
+                let one = supervised(|| run(&self.estimator, &[p]));
+                self.shared.lock().batches.pass_started = None;
+                one
+            })
+            .map(|one| match one {
                 Ok(Ok((mut maps, timings))) => Ok((maps.remove(0), timings, 1)),
                 Ok(Err(s)) => Err(Lost::Skip(s)),
                 Err(panic) => Err(Lost::Panic(panic, Stage::Inference)),
@@ -354,6 +416,8 @@ impl Worker {
         b.frames += frames as u64;
         b.last_size = frames;
         b.last_forward_ms = ms(took);
+        b.pass_started = None;
+        b.last_progress = Some(Instant::now());
     }
 
     /// Publishes one frame's outputs and stats.
@@ -475,33 +539,15 @@ impl Worker {
         }
     }
 
-    /// The camera_info with the frame's stamp, waiting for it up to the sync
-    /// window while stamps are known to match (see [`StampMatching`]);
-    /// otherwise the newest one at once when `use_latest_camera_info`.
-    fn pair_camera_info(&mut self, camera: usize, stamp: i64, received: Instant) -> Option<CameraInfo> {
-        let late = {
-            let state = self.shared.lock();
-            let infos = &state.cameras[camera].infos;
-            self.cameras[camera].matching.check_late(|s| infos.contains(s))
-        };
-        self.log_matching(camera, late);
-        let window = if self.cameras[camera].matching.waiting() { self.settings.sync_window } else { Duration::ZERO };
-        let deadline = received + window;
-        let pairing = {
-            let mut state = self.shared.lock();
-            loop {
-                if let Some(info) = state.cameras[camera].infos.exact(stamp) {
-                    break Pairing::Exact(info);
-                }
-                if Instant::now() >= deadline || self.shared.shutting_down() {
-                    break state.cameras[camera].infos.pair(stamp, self.settings.use_latest_camera_info);
-                }
-                state = self.shared.wait_until(state, deadline);
-            }
-        };
-        let change = self.cameras[camera].matching.record(stamp, matches!(pairing, Pairing::Exact(_)));
+    /// Takes a settled pairing for `p`: learns from it whether stamps match
+    /// (see [`StampMatching`]), says what was used, and checks the
+    /// camera_info against the image.
+    fn accept_pairing(&mut self, p: &mut Prepared<'_>, pairing: Pairing<CameraInfo>, window: Duration) -> Result<(), Skip> {
+        let camera = p.camera;
+        test_hook(Stage::CameraInfo.name(), &p.header.frame_id);
+        let change = self.cameras[camera].matching.record(p.stamp, matches!(pairing, Pairing::Exact(_)));
         self.log_matching(camera, change);
-        match pairing {
+        let msg = match pairing {
             Pairing::Exact(info) => Some(info),
             Pairing::Latest(info_stamp, info) => {
                 // Once stamps are known not to match, that was said once
@@ -511,7 +557,7 @@ impl Worker {
                         "no camera_info with the image's stamp within {:.0} ms: using the newest one, {:.1} ms apart \
                          (use_latest_camera_info)",
                         window.as_secs_f64() * 1e3,
-                        (stamp - info_stamp) as f64 / 1e6
+                        (p.stamp - info_stamp) as f64 / 1e6
                     );
                     self.warn(camera, "camera_info_latest", &msg);
                 }
@@ -527,7 +573,14 @@ impl Worker {
                 self.warn(camera, "camera_info_none", msg);
                 None
             }
+        };
+        if let Some(msg) = msg {
+            let view = p.image.view().map_err(skip("decode"))?;
+            let data = camera_info_data(&msg).map_err(skip("camera_info"))?;
+            check_camera_info(&data, view.width(), view.height()).map_err(skip("camera_info"))?;
+            p.info = Some(data);
         }
+        Ok(())
     }
 
     fn log_matching(&mut self, camera: usize, change: Option<MatchingChange>) {

@@ -11,7 +11,7 @@ use std::io::{BufReader, Read, Seek};
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use mcap::sans_io::summary_reader::{SummaryReadEvent, SummaryReader};
+use mcap::sans_io::summary_reader::{SummaryReadEvent, SummaryReader, SummaryReaderOptions};
 use mcap::sans_io::LinearReaderOptions;
 
 use super::{BagError, BagMessage, FileRead, Topic};
@@ -28,7 +28,11 @@ fn io(path: &Path, e: std::io::Error) -> BagError {
 /// cut short) or it cannot be read.
 pub fn topics(path: &Path) -> Result<Option<Vec<Topic>>, BagError> {
     let mut file = File::open(path).map_err(|e| io(path, e))?;
-    let mut reader = SummaryReader::new();
+    // With the file's size and a record limit the reader never allocates
+    // more than the file can hold, whatever a damaged length field says.
+    let size = file.metadata().map_err(|e| io(path, e))?.len();
+    let options = SummaryReaderOptions::default().with_file_size(size).with_record_length_limit(MAX_RECORD_BYTES);
+    let mut reader = SummaryReader::new_with_options(options);
     while let Some(event) = reader.next_event() {
         let step = match event {
             Ok(SummaryReadEvent::ReadRequest(need)) => file.read(reader.insert(need)).map(|n| reader.notify_read(n)),

@@ -143,26 +143,30 @@ fn is_bag_file_name(p: &Path) -> bool {
     [".mcap", ".db3", ".mcap.zstd", ".db3.zstd"].iter().any(|ext| name.ends_with(ext))
 }
 
-/// A temporary file removed when dropped (a decompressed `.db3`).
-struct TempFile(PathBuf);
+/// How many times its own size a `.db3.zstd` may expand to: far more than
+/// recorded images and depth compress by, and a bound on what a damaged or
+/// hostile file (a zstd bomb) can write to the disk.
+const MAX_DB3_EXPANSION: u64 = 64;
+/// Small files may expand to this much whatever their ratio.
+const MIN_DB3_BOUND: u64 = 256 << 20;
 
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn decompress_to_temp(path: &Path) -> Result<TempFile, BagError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let tmp = std::env::temp_dir().join(format!("clip_depth_bag_{}_{}.db3", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-    let guard = TempFile(tmp.clone());
+/// A `.db3.zstd` decompressed to a private temporary file (created with a
+/// random name, exclusively, readable by this user only; removed when
+/// dropped), for SQLite to open.
+fn decompress_to_temp(path: &Path) -> Result<tempfile::TempPath, BagError> {
     let io = |e: std::io::Error| BagError::Storage { path: path.to_owned(), message: format!("cannot decompress: {e}") };
     let input = File::open(path).map_err(|e| BagError::Io { path: path.to_owned(), source: e })?;
-    let mut decoder = zstd::stream::read::Decoder::new(BufReader::new(input)).map_err(io)?;
-    let mut out = File::create(&tmp).map_err(|e| BagError::Io { path: tmp.clone(), source: e })?;
-    std::io::copy(&mut decoder, &mut out).map_err(io)?;
-    Ok(guard)
+    let bound = input.metadata().map_err(io)?.len().saturating_mul(MAX_DB3_EXPANSION).max(MIN_DB3_BOUND);
+    let decoder = zstd::stream::read::Decoder::new(BufReader::new(input)).map_err(io)?;
+    let mut out = tempfile::Builder::new().prefix("clip_depth_bag_").suffix(".db3").tempfile().map_err(io)?;
+    let written = std::io::copy(&mut decoder.take(bound + 1), out.as_file_mut()).map_err(io)?;
+    if written > bound {
+        return Err(BagError::Storage {
+            path: path.to_owned(),
+            message: format!("expands to more than {bound} bytes ({MAX_DB3_EXPANSION} times its size): damaged, or not a recording"),
+        });
+    }
+    Ok(out.into_temp_path())
 }
 
 /// The largest message payload a compressed message may expand to.
@@ -175,9 +179,6 @@ fn decompress_message(data: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
-}
 
 impl Bag {
     /// Opens a bag folder (with or without `metadata.yaml`) or a single
@@ -301,6 +302,17 @@ impl Bag {
         let mut last_error = None;
         for f in &self.files {
             let mut stopped = false;
+            // The guard below is for the storage parsers fed untrusted
+            // bytes; a panic in `visit` is the caller's bug, not damage in
+            // the file: it is carried past the guard and resumed.
+            let mut visitor_panic = None;
+            let mut visit_guarded = |m: BagMessage<'_>| match catch_unwind(AssertUnwindSafe(|| visit(m))) {
+                Ok(flow) => flow,
+                Err(payload) => {
+                    visitor_panic = Some(payload);
+                    ControlFlow::Break(())
+                }
+            };
             let mut inner = |m: BagMessage<'_>| -> ControlFlow<()> {
                 if m.encoding != "cdr" {
                     warnings.warn("unsupported serialization", format!("topic {} is {:?}, not CDR: skipped", m.topic, m.encoding));
@@ -308,14 +320,14 @@ impl Bag {
                 }
                 let flow = if self.compression == Compression::Message {
                     match decompress_message(m.data) {
-                        Ok(data) => visit(BagMessage { data: &data, ..m }),
+                        Ok(data) => visit_guarded(BagMessage { data: &data, ..m }),
                         Err(e) => {
                             warnings.warn("bad message", format!("{} at {} ns: cannot decompress: {e}", m.topic, m.log_time));
                             ControlFlow::Continue(())
                         }
                     }
                 } else {
-                    visit(m)
+                    visit_guarded(m)
                 };
                 if flow.is_break() {
                     stopped = true;
@@ -335,11 +347,15 @@ impl Bag {
                     }
                     Storage::Sqlite3 if f.zstd_file => {
                         let tmp = decompress_to_temp(&f.path)?;
-                        sqlite_storage::read(&tmp.0, wanted, &mut inner)
+                        sqlite_storage::read(&tmp, wanted, &mut inner)
                     }
                     Storage::Sqlite3 => sqlite_storage::read(&f.path, wanted, &mut inner),
                 }
             }));
+            drop(inner);
+            if let Some(payload) = visitor_panic {
+                std::panic::resume_unwind(payload);
+            }
             let name = f.path.display();
             match result {
                 Ok(Ok(done)) => {
@@ -362,7 +378,7 @@ impl Bag {
                 Err(p) => {
                     let e = BagError::Storage {
                         path: f.path.clone(),
-                        message: format!("the reader failed on damaged data ({})", panic_text(p)),
+                        message: format!("the reader failed on damaged data ({})", crate::error::panic_message(&*p)),
                     };
                     warnings.warn("damaged bag file", format!("{e}"));
                     last_error = Some(e);

@@ -4,7 +4,6 @@
 //! (LAVIS ships no config: heads = width / 88 for EVA, width / 64 for
 //! CLIP and the Q-Former).
 
-use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -75,19 +74,7 @@ pub struct ArchitectureHints {
     pub qformer_heads: Option<usize>,
 }
 
-type Shapes = HashMap<String, Vec<usize>>;
-
-fn dims<'a>(shapes: &'a Shapes, name: &str) -> Result<&'a [usize], String> {
-    shapes.get(name).map(Vec::as_slice).ok_or_else(|| format!("cannot tell the architecture: no {name}"))
-}
-
-fn count(shapes: &Shapes, prefix: &str) -> usize {
-    let mut n = 0;
-    while shapes.keys().any(|k| k.starts_with(&format!("{prefix}.{n}."))) {
-        n += 1;
-    }
-    n
-}
+use crate::model::shapes::{count_layers, dims, square_grid, Shapes};
 
 fn heads(width: usize, head_dim: usize, given: Option<usize>, what: &str) -> Result<usize, String> {
     let h = match given {
@@ -99,14 +86,6 @@ fn heads(width: usize, head_dim: usize, given: Option<usize>, what: &str) -> Res
         return Err(format!("{what}: {h} heads do not divide the width {width}"));
     }
     Ok(h)
-}
-
-fn grid_side(rows: usize, what: &str) -> Result<usize, String> {
-    let g = ((rows.saturating_sub(1)) as f64).sqrt().round() as usize;
-    if g == 0 || g * g + 1 != rows {
-        return Err(format!("{what} has {rows} rows, not a square grid plus the class position"));
-    }
-    Ok(g)
 }
 
 impl Blip2Config {
@@ -144,33 +123,31 @@ impl Blip2Config {
     /// From tensor shapes under LAVIS's names.
     pub fn infer(shapes: &Shapes, hints: &ArchitectureHints, ln_vision_eps: f64) -> Result<Self, String> {
         let vision = if shapes.contains_key("visual_encoder.blocks.0.attn.qkv.weight") {
-            let pos = dims(shapes, "visual_encoder.pos_embed")?;
-            let width = *pos.last().unwrap_or(&0);
-            let patch = dims(shapes, "visual_encoder.patch_embed.proj.weight")?[2];
-            let stored = count(shapes, "visual_encoder.blocks");
+            let [_, rows, width] = dims(shapes, "visual_encoder.pos_embed")?;
+            let [_, _, patch, _] = dims(shapes, "visual_encoder.patch_embed.proj.weight")?;
+            let stored = count_layers(shapes, "visual_encoder.blocks");
             VisionConfig {
                 kind: VisionKind::Eva,
                 width,
                 layers: hints.vision_layers.unwrap_or(stored),
                 heads: heads(width, EVA_HEAD_DIM, hints.vision_heads, "the EVA tower")?,
-                mlp: dims(shapes, "visual_encoder.blocks.0.mlp.fc1.weight")?[0],
+                mlp: dims::<2>(shapes, "visual_encoder.blocks.0.mlp.fc1.weight")?[0],
                 patch,
-                image_size: grid_side(pos[pos.len() - 2], "visual_encoder.pos_embed")? * patch,
+                image_size: square_grid(rows, 1, "visual_encoder.pos_embed")? * patch,
                 eps: 1e-6,
             }
         } else if shapes.contains_key("visual_encoder.conv1.weight") {
-            let pos = dims(shapes, "visual_encoder.positional_embedding")?;
-            let conv = dims(shapes, "visual_encoder.conv1.weight")?;
-            let width = conv[0];
-            let stored = count(shapes, "visual_encoder.transformer.resblocks");
+            let [rows, _] = dims(shapes, "visual_encoder.positional_embedding")?;
+            let [width, _, patch, _] = dims(shapes, "visual_encoder.conv1.weight")?;
+            let stored = count_layers(shapes, "visual_encoder.transformer.resblocks");
             VisionConfig {
                 kind: VisionKind::Clip,
                 width,
                 layers: hints.vision_layers.unwrap_or(stored),
                 heads: heads(width, HEAD_DIM, hints.vision_heads, "the CLIP tower")?,
-                mlp: dims(shapes, "visual_encoder.transformer.resblocks.0.mlp.c_fc.weight")?[0],
-                patch: conv[2],
-                image_size: grid_side(pos[0], "visual_encoder.positional_embedding")? * conv[2],
+                mlp: dims::<2>(shapes, "visual_encoder.transformer.resblocks.0.mlp.c_fc.weight")?[0],
+                patch,
+                image_size: square_grid(rows, 1, "visual_encoder.positional_embedding")? * patch,
                 eps: 1e-5,
             }
         } else {
@@ -178,12 +155,9 @@ impl Blip2Config {
                         give the tower's weights (eva_vit_g.pth / clip_vit_L.pth) as the vision weights"
                 .into());
         };
-        let query = dims(shapes, "query_tokens")?;
-        if query.len() != 3 {
-            return Err(format!("query_tokens has shape {query:?}, not (1, queries, hidden)"));
-        }
+        let query: [usize; 3] = dims(shapes, "query_tokens")?;
         let hidden = query[2];
-        let layers = count(shapes, "Qformer.bert.encoder.layer");
+        let layers = count_layers(shapes, "Qformer.bert.encoder.layer");
         if layers == 0 {
             return Err("no Q-Former layers (Qformer.bert.encoder.layer.*)".into());
         }
@@ -191,16 +165,16 @@ impl Blip2Config {
             .map(|i| shapes.contains_key(&format!("Qformer.bert.encoder.layer.{i}.crossattention.self.key.weight")))
             .collect();
         let first_cross = cross.iter().position(|c| *c).ok_or("no Q-Former layer cross-attends to the image")?;
-        let word = dims(shapes, "Qformer.bert.embeddings.word_embeddings.weight")?;
+        let [vocab, _] = dims(shapes, "Qformer.bert.embeddings.word_embeddings.weight")?;
         let qformer = QFormerConfig {
             hidden,
             heads: heads(hidden, HEAD_DIM, hints.qformer_heads, "the Q-Former")?,
             layers,
-            intermediate: dims(shapes, "Qformer.bert.encoder.layer.0.intermediate_query.dense.weight")?[0],
+            intermediate: dims::<2>(shapes, "Qformer.bert.encoder.layer.0.intermediate_query.dense.weight")?[0],
             cross_attention: cross,
-            encoder_width: dims(shapes, &format!("Qformer.bert.encoder.layer.{first_cross}.crossattention.self.key.weight"))?[1],
-            vocab: word[0],
-            max_positions: dims(shapes, "Qformer.bert.embeddings.position_embeddings.weight")?[0],
+            encoder_width: dims::<2>(shapes, &format!("Qformer.bert.encoder.layer.{first_cross}.crossattention.self.key.weight"))?[1],
+            vocab,
+            max_positions: dims::<2>(shapes, "Qformer.bert.embeddings.position_embeddings.weight")?[0],
             eps: 1e-12,
         };
         let cfg = Self { vision, qformer, queries: query[1], ln_vision_eps };

@@ -56,9 +56,13 @@ pub struct DepthBlip2Config {
     pub group_reduce: GroupReduce,
     #[serde(default)]
     pub flip_average: bool,
-    /// (left, top, right, bottom) cut before the resize; NaN outside.
+    /// (left, top, right, bottom) in pixels of a `crop_frame`-sized frame,
+    /// cut before the resize; NaN outside. Other frame sizes are cut at the
+    /// same fractions.
     #[serde(default)]
     pub crop: Option<[usize; 4]>,
+    #[serde(default = "crate::model::depthclip::config::default_crop_frame")]
+    pub crop_frame: [usize; 2],
     #[serde(default = "default_side")]
     pub input_height: usize,
     #[serde(default = "default_side")]
@@ -164,6 +168,7 @@ impl DepthBlip2Config {
             input_height: self.input_height,
             input_width: self.input_width,
             crop: self.crop,
+            crop_frame: self.crop_frame,
             image_mean: self.image_mean,
             image_std: self.image_std,
             flip_average: self.flip_average,

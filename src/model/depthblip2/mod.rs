@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::image::pil_resize::Filter;
 use crate::image::preprocess::Preprocessor;
 use crate::model::blip2::VisionKind;
-use crate::model::depthclip::InputGeometry;
+use crate::model::depthclip::{Crop, InputGeometry};
 use crate::model::{BackboneConfig, BackboneKind};
 use crate::weights::{record_tensors, Blip2Format, Blip2StateDict};
 use crate::model::blip2::{mean_queries, Blip2, Blip2Config};
@@ -199,7 +199,8 @@ impl DepthBlip2 {
     pub fn geometry(&self) -> InputGeometry {
         let c = &self.cfg;
         let pre = Preprocessor::new_rect(c.input_width, c.input_height, c.image_mean, c.image_std).with_filter(Filter::Bilinear);
-        InputGeometry::from_parts(c.crop, pre, c.upsample_align_corners)
+        let crop = c.crop.map(|edges| Crop { edges, frame: c.crop_frame });
+        InputGeometry::from_parts(crop, pre, c.upsample_align_corners)
     }
 
     /// For callers that feed square inputs (evaluation): the input side,
@@ -261,8 +262,8 @@ pub fn check_weights(cfg: &DepthBlip2Config, dict: &mut Blip2StateDict, hf_confi
     };
     let stored = {
         let shapes = dict.shapes();
-        let prefix = if arch.vision.kind == VisionKind::Eva { "visual_encoder.blocks." } else { "visual_encoder.transformer.resblocks." };
-        (0..).take_while(|i| shapes.keys().any(|k| k.starts_with(&format!("{prefix}{i}.")))).count()
+        let prefix = if arch.vision.kind == VisionKind::Eva { "visual_encoder.blocks" } else { "visual_encoder.transformer.resblocks" };
+        crate::model::shapes::count_layers(&shapes, prefix)
     };
     if arch.vision.layers > stored && stored > 0 {
         return Err(Error::Config { path: checkpoint, message: format!("vision_layers {} but the tower's file holds {stored} layers", arch.vision.layers) });

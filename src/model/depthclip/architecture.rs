@@ -3,7 +3,7 @@
 //! or OpenCLIP `open_clip_config.json`), or read from the tensors' shapes
 //! as OpenAI's `build_model` does for its TorchScript files (heads = width / 64).
 
-use std::collections::HashMap;
+use crate::model::shapes::{count_layers, dims, square_grid, Shapes};
 use std::path::Path;
 
 use serde_json::Value;
@@ -233,57 +233,42 @@ impl ClipArchitecture {
 
     /// Read from tensor shapes under canonical names, as OpenAI's
     /// `build_model` reads its state dicts: heads = width / 64, QuickGELU.
-    pub fn infer(shapes: &HashMap<String, Vec<usize>>) -> std::result::Result<Self, String> {
-        let dims = |name: &str| shapes.get(name).cloned().ok_or_else(|| format!("cannot tell the architecture: no {name}"));
-        let count = |prefix: &str| {
-            let mut n = 0;
-            while shapes.keys().any(|k| k.starts_with(&format!("{prefix}.{n}."))) {
-                n += 1;
-            }
-            n
-        };
-        let text_proj = dims("text_projection.weight")?;
-        let embed_dim = text_proj[0];
-        let token = dims("text_model.embeddings.token_embedding.weight")?;
-        let positions = dims("text_model.embeddings.position_embedding.weight")?;
-        let fc1 = dims("text_model.encoder.layers.0.mlp.fc1.weight")?;
+    pub fn infer(shapes: &Shapes) -> std::result::Result<Self, String> {
+        let [embed_dim, _] = dims(shapes, "text_projection.weight")?;
+        let [vocab_size, width] = dims(shapes, "text_model.embeddings.token_embedding.weight")?;
+        let [context_length, _] = dims(shapes, "text_model.embeddings.position_embedding.weight")?;
+        let [intermediate_size, _] = dims(shapes, "text_model.encoder.layers.0.mlp.fc1.weight")?;
         let text = TextConfig {
-            vocab_size: token[0],
-            context_length: positions[0],
-            width: token[1],
-            heads: (token[1] / 64).max(1),
-            layers: count("text_model.encoder.layers"),
-            intermediate_size: fc1[0],
+            vocab_size,
+            context_length,
+            width,
+            heads: (width / 64).max(1),
+            layers: count_layers(shapes, "text_model.encoder.layers"),
+            intermediate_size,
             embed_dim,
             ..TextConfig::default()
         };
         let image = if shapes.contains_key("visual.layer1.0.conv1.weight") {
-            let width = dims("visual.layer1.0.conv1.weight")?[0];
-            let layers = [count("visual.layer1"), count("visual.layer2"), count("visual.layer3"), count("visual.layer4")];
-            let pos = dims("visual.attnpool.positional_embedding")?;
-            let grid = ((pos[0].saturating_sub(1)) as f64).sqrt().round() as usize;
-            if grid * grid + 1 != pos[0] {
-                return Err(format!("visual.attnpool.positional_embedding has {} rows, not a square grid plus one", pos[0]));
-            }
-            let output_dim = dims("visual.attnpool.c_proj.weight")?[0];
+            let [width, ..] = dims::<4>(shapes, "visual.layer1.0.conv1.weight")?;
+            let layers = ["visual.layer1", "visual.layer2", "visual.layer3", "visual.layer4"].map(|p| count_layers(shapes, p));
+            let [rows, _] = dims(shapes, "visual.attnpool.positional_embedding")?;
+            let grid = square_grid(rows, 1, "visual.attnpool.positional_embedding")?;
+            let [output_dim, _] = dims(shapes, "visual.attnpool.c_proj.weight")?;
             ImageTowerConfig::Resnet(ResnetConfig { layers, width, heads: (width * 32 / 64).max(1), output_dim, image_size: grid * 32 })
         } else if shapes.contains_key("vision_model.embeddings.patch_embedding.weight") {
-            let patch = dims("vision_model.embeddings.patch_embedding.weight")?;
-            let pos = dims("vision_model.embeddings.position_embedding.weight")?;
-            let grid = ((pos[0].saturating_sub(1)) as f64).sqrt().round() as usize;
-            if grid * grid + 1 != pos[0] {
-                return Err(format!("the vision position table has {} rows, not a square grid plus one", pos[0]));
-            }
+            let [hidden, _, patch, _] = dims(shapes, "vision_model.embeddings.patch_embedding.weight")?;
+            let [rows, _] = dims(shapes, "vision_model.embeddings.position_embedding.weight")?;
+            let grid = square_grid(rows, 1, "the vision position table")?;
             let vision = BackboneConfig {
-                hidden_size: patch[0],
-                intermediate_size: dims("vision_model.encoder.layers.0.mlp.fc1.weight")?[0],
-                num_hidden_layers: count("vision_model.encoder.layers"),
-                num_attention_heads: (patch[0] / 64).max(1),
-                patch_size: patch[2],
-                image_size: grid * patch[2],
+                hidden_size: hidden,
+                intermediate_size: dims::<2>(shapes, "vision_model.encoder.layers.0.mlp.fc1.weight")?[0],
+                num_hidden_layers: count_layers(shapes, "vision_model.encoder.layers"),
+                num_attention_heads: (hidden / 64).max(1),
+                patch_size: patch,
+                image_size: grid * patch,
                 ..BackboneConfig::clip_vit_base_patch16()
             };
-            let embed = dims("visual_projection.weight")?[0];
+            let [embed, _] = dims(shapes, "visual_projection.weight")?;
             ImageTowerConfig::Vit { vision, embed_dim: embed }
         } else {
             return Err("no image tower found (neither visual.layer1.* of a ResNet nor a ViT's patch embedding)".into());

@@ -59,10 +59,15 @@ pub struct DepthClipConfig {
     pub input_height: usize,
     #[serde(default = "default_width")]
     pub input_width: usize,
-    /// (left, top, right, bottom) in frame pixels, cut before the resize;
-    /// depth outside it is NaN (no reading). The release: (60, 56, 604, 472).
+    /// (left, top, right, bottom) in pixels of a `crop_frame`-sized frame,
+    /// cut before the resize; depth outside it is NaN (no reading). The
+    /// release: (60, 56, 604, 472) of NYU's 640x480.
     #[serde(default)]
     pub crop: Option<[usize; 4]>,
+    /// (width, height) of the frame `crop` is given for: other frame sizes
+    /// are cut at the same fractions.
+    #[serde(default = "default_crop_frame")]
+    pub crop_frame: [usize; 2],
     #[serde(default = "default_mean")]
     pub image_mean: [f32; 3],
     #[serde(default = "default_std")]
@@ -131,6 +136,10 @@ fn default_logit_scale() -> f64 {
 }
 fn default_height() -> usize {
     416
+}
+/// NYU Depth v2's frames, for which the release's crop is given.
+pub(crate) fn default_crop_frame() -> [usize; 2] {
+    [640, 480]
 }
 fn default_width() -> usize {
     544
@@ -234,6 +243,10 @@ impl DepthClipConfig {
         if let Some([l, t, r, b]) = self.crop {
             if l >= r || t >= b {
                 return Err(format!("crop [{l}, {t}, {r}, {b}] is empty: it is [left, top, right, bottom] with left < right, top < bottom"));
+            }
+            let [fw, fh] = self.crop_frame;
+            if r > fw || b > fh {
+                return Err(format!("crop [{l}, {t}, {r}, {b}] reaches past its {fw}x{fh} crop_frame"));
             }
         }
         if let Some((c, s)) = self.image_std.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {

@@ -12,10 +12,38 @@ use super::config::DepthClipConfig;
 
 #[derive(Debug, Clone)]
 pub struct InputGeometry {
-    /// (left, top, right, bottom) in frame pixels.
-    crop: Option<[usize; 4]>,
+    crop: Option<Crop>,
     preprocessor: Preprocessor,
     align_corners: bool,
+}
+
+/// A crop given in the pixels of a reference frame (the release's NYU crop
+/// of a 640x480 frame); a frame of another size is cut at the same
+/// fractions of its width and height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    /// (left, top, right, bottom) in pixels of `frame`.
+    pub edges: [usize; 4],
+    /// (width, height) of the frame `edges` are given for.
+    pub frame: [usize; 2],
+}
+
+impl Crop {
+    /// The edges for a `(w, h)` frame: the reference's fractions, rounded,
+    /// never empty.
+    pub fn for_frame(&self, (w, h): (usize, usize)) -> [usize; 4] {
+        let [l, t, r, b] = self.edges;
+        let [fw, fh] = self.frame;
+        if (w, h) == (fw, fh) {
+            return self.edges;
+        }
+        let scale = |v: usize, out: usize, full: usize| ((v * out + full / 2) / full.max(1)).min(out);
+        let left = scale(l, w, fw).min(w.saturating_sub(1));
+        let right = scale(r, w, fw).clamp(left + 1, w.max(left + 1));
+        let top = scale(t, h, fh).min(h.saturating_sub(1));
+        let bottom = scale(b, h, fh).clamp(top + 1, h.max(top + 1));
+        [left, top, right, bottom]
+    }
 }
 
 /// Where the model's depth lands in an output map.
@@ -30,7 +58,7 @@ pub struct Region {
 impl InputGeometry {
     pub fn new(cfg: &DepthClipConfig) -> Self {
         Self {
-            crop: cfg.crop,
+            crop: cfg.crop.map(|edges| Crop { edges, frame: cfg.crop_frame }),
             preprocessor: Preprocessor::new_rect(cfg.input_width, cfg.input_height, cfg.image_mean, cfg.image_std),
             align_corners: cfg.upsample_align_corners,
         }
@@ -38,8 +66,12 @@ impl InputGeometry {
 
     /// Any model's crop, input size, normalisation, resize filter and
     /// upsampling corners (DepthBLIP-2 shares DepthCLIP's geometry).
-    pub fn from_parts(crop: Option<[usize; 4]>, preprocessor: Preprocessor, align_corners: bool) -> Self {
+    pub fn from_parts(crop: Option<Crop>, preprocessor: Preprocessor, align_corners: bool) -> Self {
         Self { crop, preprocessor, align_corners }
+    }
+
+    pub fn crop(&self) -> Option<Crop> {
+        self.crop
     }
 
     pub fn preprocessor(&self) -> &Preprocessor {
@@ -56,7 +88,7 @@ impl InputGeometry {
         match self.crop {
             None => self.preprocessor.process_into(image, out),
             Some(crop) => {
-                let (data, w, h) = cut(image, crop)?;
+                let (data, w, h) = cut(image, crop.for_frame((image.width(), image.height())))?;
                 let view = ImageView::packed(&data, w, h, image.format())?;
                 self.preprocessor.process_into(&view, out)
             }
@@ -66,7 +98,7 @@ impl InputGeometry {
     /// The crop's place in a `size` output of a `frame`-sized image (the
     /// whole output without a crop); crop edges scale with the output.
     pub fn region(&self, frame: (usize, usize), size: (usize, usize)) -> Region {
-        let Some([l, t, r, b]) = self.crop else {
+        let Some([l, t, r, b]) = self.crop.map(|c| c.for_frame(frame)) else {
             return Region { left: 0, top: 0, width: size.0, height: size.1 };
         };
         let (fw, fh) = frame;
@@ -183,11 +215,27 @@ mod tests {
     }
 
     #[test]
-    fn frames_smaller_than_the_crop_are_refused() {
+    fn other_frame_sizes_are_cut_at_the_crops_fractions() {
         let cfg = DepthClipConfig::from_yaml_str("crop: [60, 56, 604, 472]").unwrap();
-        let px = vec![0u8; 100 * 100 * 3];
+        let g = InputGeometry::new(&cfg);
+        // 1280x720: the same fractions of the width and height as of 640x480.
+        let crop = g.crop().unwrap();
+        assert_eq!(crop.for_frame((640, 480)), [60, 56, 604, 472]);
+        assert_eq!(crop.for_frame((1280, 720)), [120, 84, 1208, 708]);
+        assert_eq!(g.region((1280, 720), (1280, 720)), Region { left: 120, top: 84, width: 1088, height: 624 });
+        assert_eq!(g.region((1280, 720), (640, 360)), Region { left: 60, top: 42, width: 544, height: 312 });
+        // A frame smaller than the reference is cut too, never refused.
+        let px: Vec<u8> = (0..100 * 100 * 3).map(|i| (i % 251) as u8).collect();
         let view = ImageView::packed(&px, 100, 100, PixelFormat::Rgb8).unwrap();
-        let err = InputGeometry::new(&cfg).pixels_into(&view, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("crop"), "{err}");
+        let mut got = Vec::new();
+        g.pixels_into(&view, &mut got).unwrap();
+        let [l, t, r, b] = crop.for_frame((100, 100));
+        assert_eq!([l, t, r, b], [9, 12, 94, 98]);
+        let (data, w, h) = cut(&view, [l, t, r, b]).unwrap();
+        let mut want = Vec::new();
+        g.preprocessor().process_into(&ImageView::packed(&data, w, h, PixelFormat::Rgb8).unwrap(), &mut want).unwrap();
+        assert_eq!(got, want);
+        // The config refuses a crop that does not fit its own frame.
+        assert!(DepthClipConfig::from_yaml_str("crop: [60, 56, 700, 472]").unwrap_err().contains("crop_frame"));
     }
 }

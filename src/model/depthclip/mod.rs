@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 pub use architecture::{ClipArchitecture, ImageTowerConfig};
 pub use config::{DepthClipConfig, PromptOverrides, VitPositions, IMAGENET_MEAN, IMAGENET_STD};
 pub use head::DepthHead;
-pub use input::{resize_bilinear, InputGeometry, Region};
+pub use input::{resize_bilinear, Crop, InputGeometry, Region};
 pub use prompts::prompt_ids;
 pub use vit::VitTokens;
 
