@@ -38,7 +38,7 @@ from launch_ros.substitutions import FindPackageShare
 
 # Launch argument -> node parameter, applied only when the argument is non-empty.
 _STRING_OVERRIDES = ('cameras', 'model_config', 'checkpoint', 'clip_weights', 'clip_config', 'device', 'dtype', 'model_type',
-                     'depth_templates', 'obj_classes', 'depth_classes', 'bin_list')
+                     'depth_templates', 'obj_classes', 'depth_classes', 'bin_list', 'beyond_bins')
 # model_type -> the installed model config used when none is given.
 _DEFAULT_MODEL_CONFIGS = {'depthclip': 'depthclip_nyu.yaml', 'depthblip2': 'depthblip2_nyu.yaml',
                           'depth_blip2': 'depthblip2_nyu.yaml'}
@@ -67,6 +67,8 @@ _ARGUMENTS = [
     ('bin_list', '', 'DepthCLIP depth of each distance word in metres, a YAML list'),
     ('depth_scale', '', 'DepthCLIP / DepthBLIP-2 factor on every bin'),
     ('temperature', '', 'DepthCLIP / DepthBLIP-2 softmax temperature over the distance classes'),
+    ('beyond_bins', '', 'DepthCLIP / DepthBLIP-2: mark (+Inf / -Inf where the farthest / nearest distance class '
+                        'is the most likely) or keep (the bins\' weighted mean everywhere); empty: as in params_file'),
     ('clip_weights', '', 'Hugging Face CLIP model.safetensors for a decoder-only checkpoint (overrides clip_weights)'),
     ('clip_config', '', 'Hugging Face config.json of the backbone (overrides clip_config)'),
     ('dtype', '', 'Model precision: f32, f16 or bf16 (overrides dtype)'),

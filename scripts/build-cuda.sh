@@ -3,6 +3,7 @@
 #
 #   scripts/setup-cuda.sh             # once: CUDA 13.0 wheels, .cuda/env.sh
 #   scripts/build-cuda.sh [--no-check] [cargo build options, e.g. --release]
+#   scripts/build-cuda.sh --check-only   # what CI runs: a compile check
 #
 # Runs, with .cuda/env.sh sourced:
 #   cargo build --no-default-features --features cuda --bin clip_depth
@@ -15,7 +16,11 @@
 #     with a driver it must succeed;
 #   - `infer --device cpu` must succeed.
 #
-# --no-check  build only
+# --no-check    build only
+# --check-only  compile every CUDA path as fast as possible (profile
+#               cuda-check: nothing optimised; candle's kernels compiled with
+#               nvcc -G, which skips device optimisation), then the smoke
+#               checks. The binary is for the checks only, never for a GPU.
 #
 # A first build takes about 9 minutes on 2 idle cores, 6 of them nvcc compiling
 # candle's kernels (candle-kernels' build script); later builds seconds.
@@ -35,6 +40,7 @@ for arg in "$@"; do
   fi
   case "$arg" in
     --no-check) CHECK=0 ;;
+    --check-only) PROFILE_DIR=cuda-check; CARGO_ARGS+=(--profile cuda-check); export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:+$NVCC_APPEND_FLAGS }-G" ;;
     -h|--help) usage; exit 0 ;;
     --release|-r) PROFILE_DIR=release; CARGO_ARGS+=("$arg") ;;
     --profile) expect_profile=1; CARGO_ARGS+=("$arg") ;;

@@ -15,6 +15,7 @@ use crate::device::{cpu_split, DeviceSpec, ModelDType};
 use crate::error::{Error, Result};
 use crate::image::ImageView;
 use crate::model::depthclip::{declare_towers, ClipArchitecture, InputGeometry, PromptOverrides};
+use crate::model::prompt_bins::{mark_beyond_bins, BeyondBins};
 use crate::model::text::ClipTokenizer;
 use crate::model::{DepthBlip2, DepthBlip2Config, DepthClip, DepthClipConfig, SpaceClip, VisionOutput};
 use crate::image::postprocess::resize_bilinear_clamped;
@@ -258,6 +259,8 @@ pub struct DepthEstimator {
     device: Device,
     dtype: DType,
     name: String,
+    /// Bin-based heads: how pixels an end class leads come out.
+    beyond_bins: BeyondBins,
 }
 
 impl DepthEstimator {
@@ -382,21 +385,21 @@ impl DepthEstimator {
     pub fn from_depth_blip2(model: DepthBlip2, device: Device, dtype: DType, name: String) -> Self {
         let geometry = model.geometry();
         let preprocessor = geometry.preprocessor().clone();
-        Self { model: DepthModel::DepthBlip2(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name }
+        Self { model: DepthModel::DepthBlip2(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name, beyond_bins: BeyondBins::default() }
     }
 
     /// Wraps an already built model (its weights must be on `device`).
     pub fn from_model(model: SpaceClip, device: Device, dtype: DType, name: String) -> Self {
         let preprocessor = Preprocessor::for_backbone(model.backbone_config());
         let device_preprocessor = (!device.is_cpu()).then(|| DevicePreprocessor::for_backbone(model.backbone_config()));
-        Self { model: DepthModel::SpaceClip(model), preprocessor, geometry: None, device_preprocessor, device, dtype, name }
+        Self { model: DepthModel::SpaceClip(model), preprocessor, geometry: None, device_preprocessor, device, dtype, name, beyond_bins: BeyondBins::default() }
     }
 
     /// Wraps a built DepthCLIP model (its weights must be on `device`).
     pub fn from_depth_clip(model: DepthClip, device: Device, dtype: DType, name: String) -> Self {
         let geometry = InputGeometry::new(model.config());
         let preprocessor = geometry.preprocessor().clone();
-        Self { model: DepthModel::DepthClip(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name }
+        Self { model: DepthModel::DepthClip(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name, beyond_bins: BeyondBins::default() }
     }
 
     /// Preprocess on the model's device (on by default on a GPU) or on the
@@ -439,6 +442,13 @@ impl DepthEstimator {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Bin-based heads (DepthCLIP, DepthBLIP-2): whether a pixel whose most
+    /// likely class is the farthest (nearest) is reported as +Inf (-Inf),
+    /// the default, or as the bins' weighted mean. Other models ignore it.
+    pub fn set_beyond_bins(&mut self, beyond_bins: BeyondBins) {
+        self.beyond_bins = beyond_bins;
     }
 
     pub fn dtype(&self) -> DType {
@@ -581,11 +591,19 @@ impl DepthEstimator {
                 depth
             }
             DepthModel::DepthClip(model) => {
-                return self.run_on_grid(|p| model.encode(p), |e| Ok((model.decode(e)?, e.grid)), images, &pixels, sizes, clamp, timings)
+                let decode = |e: &_| {
+                    let (depth, edge) = model.decode_with_edges(e)?;
+                    Ok((depth, edge, e.grid))
+                };
+                return self.run_on_grid(|p| model.encode(p), decode, images, &pixels, sizes, clamp, timings);
             }
             DepthModel::DepthBlip2(model) => {
                 let map = model.map_size();
-                return self.run_on_grid(|p| model.encode(p), |e| Ok((model.decode(e)?, map)), images, &pixels, sizes, clamp, timings);
+                let decode = |e: &_| {
+                    let (depth, edge) = model.decode_with_edges(e)?;
+                    Ok((depth, edge, map))
+                };
+                return self.run_on_grid(|p| model.encode(p), decode, images, &pixels, sizes, clamp, timings);
             }
         };
 
@@ -608,13 +626,15 @@ impl DepthEstimator {
     }
 
     /// DepthCLIP's and DepthBLIP-2's image tower (`encode`) and head
-    /// (`decode`: depth and its grid), then each grid map resized into its
-    /// frame's crop region (NaN outside), clamped when asked.
+    /// (`decode`: depth, the end classes' margin and their grid), then each
+    /// grid map resized into its frame's crop region (NaN outside), clamped
+    /// when asked, and the pixels an end class leads marked (see
+    /// [`BeyondBins`]).
     #[allow(clippy::too_many_arguments)]
     fn run_on_grid<E>(
         &self,
         encode: impl Fn(&Tensor) -> candle_core::Result<E>,
-        decode: impl Fn(&E) -> candle_core::Result<(Tensor, (usize, usize))>,
+        decode: impl Fn(&E) -> candle_core::Result<(Tensor, Tensor, (usize, usize))>,
         images: &[ImageView<'_>],
         pixels: &Tensor,
         sizes: &[(usize, usize)],
@@ -627,20 +647,27 @@ impl DepthEstimator {
         timings.encoder = t.elapsed();
 
         let t = Instant::now();
-        let (depth, (gh, gw)) = decode(&encoded)?;
+        let (depth, edge, (gh, gw)) = decode(&encoded)?;
         self.sync()?;
         timings.decoder = t.elapsed();
 
         let t = Instant::now();
         let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
         let host = depth.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let edges = edge.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
         let geometry = self.geometry.as_ref().ok_or_else(|| Error::ModelConfig("a grid model without its input geometry".into()))?;
+        let unbounded = (f32::NEG_INFINITY, f32::INFINITY);
         let maps = host
             .chunks_exact(gh * gw)
+            .zip(edges.chunks_exact(gh * gw))
             .zip(images.iter().zip(sizes))
-            .map(|(map, (image, &(width, height)))| {
+            .map(|((map, edge), (image, &(width, height)))| {
                 let region = geometry.region((image.width(), image.height()), (width, height));
-                DepthMap { width, height, data: geometry.place(map, (gw, gh), (width, height), region, (lo, hi)) }
+                let mut data = geometry.place(map, (gw, gh), (width, height), region, (lo, hi));
+                if self.beyond_bins == BeyondBins::Mark {
+                    mark_beyond_bins(&mut data, &geometry.place(edge, (gw, gh), (width, height), region, unbounded));
+                }
+                DepthMap { width, height, data }
             })
             .collect();
         timings.resize = t.elapsed();

@@ -205,7 +205,7 @@ fn f16_agrees_with_f32() {
     let (px, w, h) = rgb("scene_640x480.png");
     let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
     let f32_map = load(&files).estimate(&view, Some((160, 120))).unwrap().0.data;
-    let est = DepthEstimator::load(&files, clip_depth_ros::DeviceSpec::Cpu, "f16".parse().unwrap()).unwrap();
+    let est = load_as(&files, clip_depth_ros::DeviceSpec::Cpu, "f16".parse().unwrap());
     let f16_map = est.estimate(&view, Some((160, 120))).unwrap().0.data;
     let (a, b): (Vec<f32>, Vec<f32>) = f16_map.iter().zip(&f32_map).filter(|(_, b)| !b.is_nan()).map(|(a, b)| (*a, *b)).unzip();
     let rel = rel_max_diff(&a, &b);
@@ -255,7 +255,7 @@ fn clip_depth_infer_and_bench_run_depthblip2() {
     let out = tmp.path().join("depth.npy");
     let d = dir();
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_clip_depth"))
-        .args(["infer", "--output-size", "160x120", "--config"])
+        .args(["infer", "--beyond-bins", "keep", "--output-size", "160x120", "--config"])
         .arg(d.join("eva/depthblip2.yaml"))
         .arg("--checkpoint")
         .arg(d.join("eva/lavis/blip2_pretrained.pth"))
@@ -285,18 +285,56 @@ fn clip_depth_infer_and_bench_run_depthblip2() {
     assert!(text.contains("random weights") && text.contains("DepthBLIP-2"), "{text}");
 }
 
+/// Each shipped config is one release version's settings (especiallyW/
+/// DepthBLIP-2: v2's method "second" on NYU, models/model.py and main.py;
+/// v1's models/model.py).
 #[test]
-fn shipped_configs_parse() {
+fn shipped_configs_are_the_release_versions() {
+    use clip_depth_ros::model::depthblip2::MapLayout;
     use clip_depth_ros::model::DepthBlip2Config;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
-    for (name, layers) in [("depthblip2_nyu.yaml", 39), ("depthblip2_vitl_nyu.yaml", 23)] {
+    for (name, layers, temperature, layout) in
+        [("depthblip2_nyu.yaml", 39, 0.5, MapLayout::GroupsOuter), ("depthblip2_vitl_nyu.yaml", 23, 0.05, MapLayout::GroupsInner)]
+    {
         let path = root.join(name);
         assert_eq!(ModelFamily::of_config(&path).unwrap(), ModelFamily::DepthBlip2, "{name}");
         let cfg = DepthBlip2Config::from_yaml_file(&path).unwrap();
         assert_eq!(cfg.vision_layers, Some(layers), "{name}");
         assert!(clip_depth_ros::model::blip2::Blip2Config::preset(&cfg.blip2_vis).is_some(), "{name}");
         assert_eq!((cfg.map_groups, cfg.map_height, cfg.input_width), (3, 16, 224));
+        assert_eq!((cfg.temperature, cfg.map_layout, cfg.flip_average), (temperature, layout, true), "{name}");
+        assert_eq!(cfg.bin_list, vec![1.00, 1.75, 2.25, 2.50, 2.75, 3.00, 3.50], "{name}");
+        assert_eq!((cfg.depth_templates.len(), cfg.obj_classes.len(), cfg.crop), (1, 1, Some([60, 56, 604, 472])), "{name}");
     }
+}
+
+/// InstructBLIP's trimmed LAVIS file (v2's "second" method): the Q-Former
+/// without BLIP-2's heads (Qformer.cls, the projections, itm_head, temp)
+/// and with a projection into the language model (llm_proj), which
+/// DepthBLIP-2 sets aside by name. Made here from the EVA fixture's tensors:
+/// the depth equals the full file's.
+#[test]
+fn instructblip_trimmed_files_load_with_their_language_projection_set_aside() {
+    use clip_depth_ros::weights::{read_tensor_file, write_safetensors};
+    let (_, files, _) = formats().remove(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let blip2 = read_tensor_file(&files.checkpoint).unwrap().tensors;
+    let heads = |n: &str| n.starts_with("Qformer.cls.") || ["vision_proj.", "text_proj.", "itm_head."].iter().any(|p| n.starts_with(p)) || n == "temp";
+    assert!(blip2.iter().any(|(n, _)| heads(n)), "the fixture has BLIP-2's heads");
+    let hidden = blip2.iter().find(|(n, _)| n == "query_tokens").unwrap().1.dim(2).unwrap();
+    let mut instruct: Vec<(String, Tensor)> = blip2.into_iter().filter(|(n, _)| !heads(n)).collect();
+    instruct.push(("llm_proj.weight".into(), Tensor::ones((16, hidden), DType::F32, &Device::Cpu).unwrap()));
+    instruct.push(("llm_proj.bias".into(), Tensor::zeros(16, DType::F32, &Device::Cpu).unwrap()));
+    let trimmed = tmp.path().join("instruct_blip_trimmed.safetensors");
+    write_safetensors(&trimmed, &instruct, &Default::default()).unwrap();
+    // The tiny model's vocabulary goes beside its weights, as with the fixture.
+    std::fs::copy(files.checkpoint.with_file_name("vocab.txt"), tmp.path().join("vocab.txt")).unwrap();
+    let (px, w, h) = rgb("scene_640x480.png");
+    let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
+    let want = load(&files).estimate(&view, Some((160, 120))).unwrap().0.data;
+    let got = load(&ModelFiles { checkpoint: trimmed, ..files }).estimate(&view, Some((160, 120))).unwrap().0.data;
+    assert_eq!(want.len(), got.len());
+    assert!(want.iter().zip(&got).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
 }
 
 #[test]

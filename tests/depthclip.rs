@@ -60,8 +60,7 @@ fn formats() -> Vec<(&'static str, &'static str, ModelFiles)> {
 }
 
 fn load_dtype(files: &ModelFiles, dtype: &str) -> DepthEstimator {
-    DepthEstimator::load(files, DeviceSpec::Cpu, dtype.parse::<ModelDType>().unwrap())
-        .unwrap_or_else(|e| panic!("loading {}: {e}", files.checkpoint.display()))
+    load_as(files, DeviceSpec::Cpu, dtype.parse::<ModelDType>().unwrap())
 }
 
 fn frame() -> (Vec<u8>, usize, usize) {
@@ -216,7 +215,8 @@ fn overrides_replace_the_prompts_and_bins() {
             ..Default::default()
         },
     };
-    let est = DepthEstimator::load_with(&files, &overrides, DeviceSpec::Cpu, ModelDType::default()).unwrap();
+    let mut est = DepthEstimator::load_with(&files, &overrides, DeviceSpec::Cpu, ModelDType::default()).unwrap();
+    est.set_beyond_bins(clip_depth_ros::model::prompt_bins::BeyondBins::Keep);
     assert_eq!(est.model().as_depth_clip().unwrap().text_features().dims(), &[16, 2]);
     assert_eq!(est.depth_range(), (1.0, 5.0));
     let bad = ModelOverrides { prompts: PromptOverrides { bin_list: Some(vec![1.0]), ..Default::default() }, ..overrides.clone() };
@@ -307,7 +307,7 @@ fn clip_depth_infer_runs_depthclip() {
     let rn = dir("rn");
     let run = |config: &Path| {
         Command::new(env!("CARGO_BIN_EXE_clip_depth"))
-            .arg("infer")
+            .args(["infer", "--beyond-bins", "keep"])
             .arg("--config")
             .arg(config)
             .arg("--checkpoint")
@@ -351,7 +351,7 @@ fn reduced_precision_on_cuda_agrees_with_f32() {
     for (_, format, files) in formats() {
         let reference = keep(&load(&files).estimate(&view, Some((160, 120))).unwrap().0.data);
         for dtype in ["f32", "f16", "bf16"] {
-            let est = DepthEstimator::load(&files, DeviceSpec::Cuda(0), dtype.parse::<ModelDType>().unwrap()).unwrap();
+            let est = load_as(&files, DeviceSpec::Cuda(0), dtype.parse::<ModelDType>().unwrap());
             let ours = keep(&est.estimate(&view, Some((160, 120))).unwrap().0.data);
             let rel = rel_max_diff(&ours, &reference);
             let bar = if dtype == "f32" { BAR } else { 1e-2 };

@@ -11,6 +11,7 @@ pub mod depthblip2;
 pub mod depthclip;
 pub mod layers;
 pub mod nn;
+pub mod prompt_bins;
 pub mod shapes;
 pub mod spaceclip;
 pub mod text;

@@ -336,7 +336,7 @@ pub fn cache_samples(
         let pixels = est.preprocess(&[view])?.to_device(est.device())?.to_dtype(est.dtype())?;
         let probs = model.probabilities(&model.image_embeds(&pixels)?)?.to_device(&Device::Cpu)?.squeeze(0)?;
         let mirror = if model.config().flip_average {
-            let flipped = crate::model::depthclip::flip_width(&pixels)?;
+            let flipped = crate::model::prompt_bins::flip_width(&pixels)?;
             Some(model.probabilities(&model.image_embeds(&flipped)?)?.to_device(&Device::Cpu)?.squeeze(0)?)
         } else {
             None

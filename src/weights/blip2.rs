@@ -66,6 +66,12 @@ fn is_unused(name: &str) -> bool {
             "visual_encoder.norm.",
             "visual_encoder.fc_norm.",
             "visual_encoder.head.",
+            // InstructBLIP's projection into its language model, and the
+            // language model's own tensors (its trimmed files keep buffers).
+            "llm_proj.",
+            "llm_model.",
+            "t5_proj.",
+            "t5_model.",
         ]
             .iter()
             .any(|p| name.starts_with(p))

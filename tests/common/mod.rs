@@ -60,7 +60,15 @@ pub fn tiny_clip_files(checkpoint: &str) -> ModelFiles {
     }
 }
 
+/// The model on the CPU in f32. Bin-based heads give the bins' weighted
+/// mean everywhere (`BeyondBins::Keep`), as the references compute it.
 pub fn load(files: &ModelFiles) -> DepthEstimator {
-    DepthEstimator::load(files, DeviceSpec::Cpu, ModelDType::default())
-        .unwrap_or_else(|e| panic!("loading {}: {e}", files.checkpoint.display()))
+    load_as(files, DeviceSpec::Cpu, ModelDType::default())
+}
+
+/// As [`load`] on another device or in another precision.
+pub fn load_as(files: &ModelFiles, device: DeviceSpec, dtype: ModelDType) -> DepthEstimator {
+    let mut est = DepthEstimator::load(files, device, dtype).unwrap_or_else(|e| panic!("loading {}: {e}", files.checkpoint.display()));
+    est.set_beyond_bins(clip_depth_ros::model::prompt_bins::BeyondBins::Keep);
+    est
 }

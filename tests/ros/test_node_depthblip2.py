@@ -65,9 +65,11 @@ def test_the_node_gives_the_depth_clip_depth_infer_gives(depth_rig, tmp_path, fm
     cli_depth = np.load(npy).astype(np.float64)
     inside = np.zeros_like(node_depth, dtype=bool)
     inside[56:472, 60:604] = True
-    assert np.isfinite(node_depth[inside]).all()
+    assert not np.isnan(node_depth[inside]).any()
     assert np.isnan(node_depth[~inside]).all(), 'outside the crop is NaN (no reading)'
-    assert 1.0 <= node_depth[inside].min() and node_depth[inside].max() <= 3.5, 'within the bins'
+    finite = node_depth[inside][np.isfinite(node_depth[inside])]
+    assert finite.size > 0 and 1.0 <= finite.min() and finite.max() <= 3.5, 'within the bins'
+    # Both mark the pixels an end class leads (+Inf / -Inf) by default.
     np.testing.assert_allclose(node_depth[inside], cli_depth[inside], rtol=1e-5, atol=1e-6)
 
 

@@ -19,7 +19,9 @@ import time
 import numpy as np
 from rclpy.parameter import Parameter, parameter_value_to_python
 
-from conftest import parameter_client, wait_future
+from pathlib import Path
+
+from conftest import format_param_value, parameter_client, tiny_model_params, wait_future
 
 from ros_messages import image_to_array, make_camera_info, pattern_image
 
@@ -119,3 +121,34 @@ def test_an_integer_for_a_double_parameter_is_taken(depth_rig):
     depth = image_to_array(rig.frame(width=64, height=48, info=info, expect=('depth',)).depth)
     assert not (depth[np.isfinite(depth)] > 5.0).any()
     assert rig.close() == 0
+
+
+def test_command_line_values_win_over_the_shipped_params_file_whatever_their_type(start_node, ros_peer, node_binary):
+    """`--params-file config/clip_depth.yaml` then `-p` values of another type
+    than the file's: a ROS array for the file's string (`cameras`), an
+    integer for a double (`min_range`), a double for an integer
+    (`output_width`). rcl keeps both values and client libraries read the
+    older one first; the node must take the command line's."""
+    params_file = Path(__file__).resolve().parents[2] / 'config' / 'clip_depth.yaml'
+    model = tiny_model_params()
+    node = start_node(
+        params_file=params_file, params=model,
+        extra_args=['-p', 'cameras:=[front, left, rear]', '-p', 'min_range:=1', '-p', 'output_width:=32.0',
+                    '-p', 'rear.max_range:=5'])
+    for camera in ('front', 'left', 'rear'):
+        node.wait_for_output(rf'camera {camera}: listening on /?{camera}/image', timeout=60)
+    client = parameter_client(ros_peer)
+    assert _get(client, 'min_range', 'output_width', 'rear.max_range') == [1.0, 32, 5.0]
+    assert node.stop() == 0
+    # The quoted string form names the same cameras.
+    node = start_node(params_file=params_file, params=model, extra_args=['-p', "cameras:='[front, rear]'"])
+    node.wait_for_output(r'camera rear: listening on /?rear/image', timeout=60)
+    parameter_client(ros_peer)  # serving: its signal handlers are in place
+    assert node.stop() == 0
+    # A file after the command line wins in turn: one unnamed camera.
+    model_args = [a for key, value in model.items() for a in ('-p', f'{key}:={format_param_value(value)}')]
+    node = start_node(extra_args=['-p', 'cameras:=[front]', '--params-file', str(params_file), *model_args])
+    node.wait_for_output(r'listening on /?image \+', timeout=60)
+    assert 'camera front' not in node.stdout() + node.stderr()
+    parameter_client(ros_peer)
+    assert node.stop() == 0

@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 use clap::Args;
 
 use clip_depth_ros::image::colormap::{colorize, finite_range, ColourOrder};
+use clip_depth_ros::model::prompt_bins::BeyondBins;
 use clip_depth_ros::{ImageView, PixelFormat};
 
 use crate::args::{parse_size, ModelArgs};
@@ -28,6 +29,12 @@ pub struct InferArgs {
     /// Also write coloured PNGs of the depth (near = red, far = blue), one per input.
     #[arg(long, num_args = 1..)]
     pub colormap: Vec<PathBuf>,
+    /// Bin-based models (DepthCLIP, DepthBLIP-2): `mark` writes +Inf where
+    /// the farthest distance class is the most likely (beyond what the model
+    /// tells apart) and -Inf where the nearest is; `keep` writes the bins'
+    /// weighted mean there too (what the papers evaluate).
+    #[arg(long, default_value = "mark")]
+    pub beyond_bins: BeyondBins,
 }
 
 /// Decodes an image file to packed RGB8.
@@ -58,7 +65,8 @@ pub fn run(args: InferArgs) -> Result<ExitCode> {
     );
     // Check the cheap things before loading the model.
     let frames = args.input.iter().map(|p| read_rgb(p)).collect::<Result<Vec<_>>>()?;
-    let estimator = args.model.load()?;
+    let mut estimator = args.model.load()?;
+    estimator.set_beyond_bins(args.beyond_bins);
     let views = frames
         .iter()
         .map(|(rgb, w, h)| ImageView::packed(rgb, *w, *h, PixelFormat::Rgb8))

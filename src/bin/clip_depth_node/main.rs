@@ -77,8 +77,9 @@ fn run() -> Result<Ended, String> {
     };
 
     let t = Instant::now();
-    let estimator = DepthEstimator::load_with(&settings.files, &settings.overrides, settings.device, settings.dtype)
+    let mut estimator = DepthEstimator::load_with(&settings.files, &settings.overrides, settings.device, settings.dtype)
         .map_err(|e| format!("parameter {}: {e}", culprit_parameter(&e, &settings)))?;
+    estimator.set_beyond_bins(settings.beyond_bins);
     // Before anything is logged: a bad range is a start-up error (one line).
     let mut config = settings.live.clone();
     config.set_model_range(estimator.depth_range());

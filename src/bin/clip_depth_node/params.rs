@@ -16,6 +16,7 @@ use r2r::{Parameter, ParameterValue, QosProfile, RosParams};
 use clip_depth_ros::estimator::{ModelFamily, ModelOverrides};
 use clip_depth_ros::geometry::DepthEncoding;
 use clip_depth_ros::model::depthclip::PromptOverrides;
+use clip_depth_ros::model::prompt_bins::BeyondBins;
 use clip_depth_ros::node::live::CAMERA_OVERRIDES;
 use clip_depth_ros::node::{parse_camera_names, LiveConfig, LiveValue, Resolved, SharedTunables};
 use clip_depth_ros::{DeviceSpec, ModelDType, ModelFiles};
@@ -40,6 +41,8 @@ pub struct NodeParams {
     pub depth_scale: f64,
     /// DepthCLIP / DepthBLIP-2: softmax temperature over the distance classes (0 = the config's)
     pub temperature: f64,
+    /// DepthCLIP / DepthBLIP-2: mark (+Inf where the farthest distance class is the most likely, -Inf where the nearest is: REP 117's too far / too close) or keep (the bins' weighted mean everywhere)
+    pub beyond_bins: String,
     /// Checkpoint: train.py .pt/.pth or a .safetensors state dict
     pub checkpoint: String,
     /// Separate HF CLIP model.safetensors for a decoder-only checkpoint ("" = none)
@@ -113,6 +116,7 @@ impl Default for NodeParams {
             bin_list: String::new(),
             depth_scale: 0.0,
             temperature: 0.0,
+            beyond_bins: "mark".into(),
             checkpoint: String::new(),
             clip_weights: String::new(),
             clip_config: String::new(),
@@ -163,6 +167,7 @@ pub struct Settings {
     pub overrides: ModelOverrides,
     pub device: DeviceSpec,
     pub dtype: ModelDType,
+    pub beyond_bins: BeyondBins,
     pub cameras: Vec<CameraSetup>,
     pub depth_encoding: DepthEncoding,
     pub cloud_rgb: bool,
@@ -263,6 +268,7 @@ impl NodeParams {
         };
         let device = self.device.parse().map_err(|e| format!("parameter device: {e}"))?;
         let dtype = self.dtype.parse().map_err(|e| format!("parameter dtype: {e}"))?;
+        let beyond_bins = self.beyond_bins.parse().map_err(|e| format!("parameter {e}"))?;
         let transport = |param: &str, value: &str| match value {
             "raw" => Ok(false),
             "compressed" => Ok(true),
@@ -332,6 +338,7 @@ impl NodeParams {
             overrides,
             device,
             dtype,
+            beyond_bins,
             cameras,
             depth_encoding,
             cloud_rgb: self.cloud_rgb,
@@ -629,6 +636,7 @@ mod tests {
         refused("clip_weights", |p| p.clip_weights = "missing.safetensors".into());
         refused("device", |p| p.device = "tpu".into());
         refused("dtype", |p| p.dtype = "f64".into());
+        refused("beyond_bins", |p| p.beyond_bins = "clamp".into());
         refused("image_transport", |p| p.image_transport = "theora".into());
         refused("output_width", |p| p.output_width = -640);
         refused("output_height", |p| (p.output_width, p.output_height) = (640, 20000));

@@ -24,6 +24,20 @@ pub enum GroupReduce {
     Mean,
 }
 
+/// Where the groups lie in a class embedding read as a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MapLayout {
+    /// Each group a contiguous block of channels: channel `g * h * w + i *
+    /// w + j` is group g's (i, j) (the release's v2, `reshape(B, K, G, h,
+    /// w)`).
+    #[default]
+    GroupsOuter,
+    /// The groups interleaved: channel `(i * w + j) * G + g` (the release's
+    /// v1, `reshape(B, K, h, w, G).permute(0, 1, 4, 2, 3)`).
+    GroupsInner,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DepthBlip2Config {
     #[serde(default)]
@@ -54,6 +68,8 @@ pub struct DepthBlip2Config {
     pub map_height: usize,
     #[serde(default = "default_reduce")]
     pub group_reduce: GroupReduce,
+    #[serde(default)]
+    pub map_layout: MapLayout,
     #[serde(default)]
     pub flip_average: bool,
     /// (left, top, right, bottom) in pixels of a `crop_frame`-sized frame,

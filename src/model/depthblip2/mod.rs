@@ -17,8 +17,8 @@ use candle_core::{DType, Device, Result as CandleResult, Tensor};
 use candle_nn::VarBuilder;
 
 pub use bins::{range as bins_range, BinsMlp, HIDDEN as BINS_HIDDEN, LAYOUT_FLAG1, LAYOUT_FLAG2};
-pub use config::{DepthBlip2Config, GroupReduce};
-pub use head::{class_logits, depth_from_probabilities};
+pub use config::{DepthBlip2Config, GroupReduce, MapLayout};
+pub use head::{class_logits, depth_from_probabilities, MapReading};
 
 use std::path::Path;
 
@@ -30,7 +30,7 @@ use crate::model::depthclip::{Crop, InputGeometry};
 use crate::model::{BackboneConfig, BackboneKind};
 use crate::weights::{record_tensors, Blip2Format, Blip2StateDict};
 use crate::model::blip2::{mean_queries, Blip2, Blip2Config};
-use crate::model::depthclip::{average_mirrored, with_mirrored};
+use crate::model::prompt_bins::{average_mirrored, edge_margin, with_mirrored};
 use crate::model::text::{pre_caption, BertTokenizer};
 
 /// The prompts as Q-Former input: (P, L) ids padded with [PAD] = 0 and
@@ -164,7 +164,9 @@ impl DepthBlip2 {
 
     /// Class logits on the map (B, K, h, w) / temperature, f32.
     pub fn logits(&self, image_embeds: &Tensor) -> CandleResult<Tensor> {
-        class_logits(&self.class_embeddings(image_embeds)?, self.cfg.map_groups, self.cfg.map_height, self.cfg.group_reduce, self.cfg.temperature)
+        let c = &self.cfg;
+        let reading = MapReading { groups: c.map_groups, height: c.map_height, layout: c.map_layout, reduce: c.group_reduce, temperature: c.temperature };
+        class_logits(&self.class_embeddings(image_embeds)?, &reading)
     }
 
     /// Class probabilities on the map (B, K, h, w), f32.
@@ -187,6 +189,16 @@ impl DepthBlip2 {
     /// f32, averaged with the mirror image's with `flip_average`.
     pub fn decode(&self, encoded: &Encoded) -> CandleResult<Tensor> {
         average_mirrored(self.depth(&encoded.tokens)?, encoded.batch, self.cfg.flip_average)
+    }
+
+    /// As [`Self::decode`], with the end classes' margin on the same map
+    /// ([`crate::model::prompt_bins::edge_margin`]).
+    pub fn decode_with_edges(&self, encoded: &Encoded) -> CandleResult<(Tensor, Tensor)> {
+        let p = self.probabilities(&encoded.tokens)?;
+        let depth = depth_from_probabilities(&p, &self.bins)?;
+        let edge = edge_margin(&p, 1)?;
+        let flip = self.cfg.flip_average;
+        Ok((average_mirrored(depth, encoded.batch, flip)?, average_mirrored(edge, encoded.batch, flip)?))
     }
 
     /// Normalised pixels (B, 3, H, W) -> depth on the map (B, 1, h, w).

@@ -8,6 +8,7 @@
 use candle_core::{DType, Result, Tensor, D};
 
 use crate::model::layers::softmax_last;
+use crate::model::prompt_bins::edge_margin;
 
 #[derive(Debug, Clone)]
 pub struct DepthHead {
@@ -46,6 +47,21 @@ impl DepthHead {
 
     /// Tokens (B, N, C) in any dtype -> depth (B, 1, gh, gw) in f32.
     pub fn forward(&self, tokens: &Tensor, grid: (usize, usize)) -> Result<Tensor> {
+        let (b, p) = self.probabilities(tokens, grid)?;
+        p.matmul(&self.bins)?.clamp(self.limits.0, self.limits.1)?.reshape((b, 1, grid.0, grid.1))
+    }
+
+    /// As [`Self::forward`], with the end classes' signed margin (B, 1, gh,
+    /// gw) ([`crate::model::prompt_bins::edge_margin`]).
+    pub fn forward_with_edges(&self, tokens: &Tensor, grid: (usize, usize)) -> Result<(Tensor, Tensor)> {
+        let (b, p) = self.probabilities(tokens, grid)?;
+        let depth = p.matmul(&self.bins)?.clamp(self.limits.0, self.limits.1)?.reshape((b, 1, grid.0, grid.1))?;
+        let edge = edge_margin(&p, 1)?.reshape((b, 1, grid.0, grid.1))?;
+        Ok((depth, edge))
+    }
+
+    /// The batch size and the class probabilities (B * N, K), f32.
+    fn probabilities(&self, tokens: &Tensor, grid: (usize, usize)) -> Result<(usize, Tensor)> {
         let (b, n, c) = tokens.dims3()?;
         if n != grid.0 * grid.1 {
             candle_core::bail!("{n} tokens do not form a {}x{} grid", grid.0, grid.1);
@@ -59,7 +75,6 @@ impl DepthHead {
         }
         let e = f.dim(2)?;
         let logits = (f.contiguous()?.reshape((b * n, e))?.matmul(&self.text_features)? * self.scale)?;
-        let p = softmax_last(&logits)?;
-        p.matmul(&self.bins)?.clamp(self.limits.0, self.limits.1)?.reshape((b, 1, grid.0, grid.1))
+        Ok((b, softmax_last(&logits)?))
     }
 }

@@ -22,6 +22,7 @@ pub use prompts::prompt_ids;
 pub use vit::VitTokens;
 
 use crate::error::{Error, Result};
+pub use crate::model::prompt_bins::{average_mirrored, flip_width, with_mirrored};
 use crate::model::text::{ClipTextModel, ClipTokenizer};
 use crate::model::{BackboneConfig, BackboneKind, ModifiedResNet};
 
@@ -158,6 +159,14 @@ impl DepthClip {
         average_mirrored(self.head.forward(&encoded.tokens, encoded.grid)?, encoded.batch, self.cfg.flip_average)
     }
 
+    /// As [`Self::decode`], with the end classes' margin on the same grid
+    /// ([`crate::model::prompt_bins::edge_margin`]).
+    pub fn decode_with_edges(&self, encoded: &Encoded) -> CandleResult<(Tensor, Tensor)> {
+        let (depth, edge) = self.head.forward_with_edges(&encoded.tokens, encoded.grid)?;
+        let flip = self.cfg.flip_average;
+        Ok((average_mirrored(depth, encoded.batch, flip)?, average_mirrored(edge, encoded.batch, flip)?))
+    }
+
     /// Normalised pixels (B, 3, H, W) -> depth on the token grid (B, 1,
     /// gh, gw) in metres, f32.
     pub fn forward(&self, pixels: &Tensor) -> CandleResult<Tensor> {
@@ -191,31 +200,4 @@ fn describe(cfg: &DepthClipConfig, arch: &ClipArchitecture) -> BackboneConfig {
     d.image_mean = cfg.image_mean;
     d.image_std = cfg.image_std;
     d
-}
-
-/// The frames, followed by their mirror images when `flip_average`
-/// (the batch the tower sees).
-pub fn with_mirrored(pixels: &Tensor, flip_average: bool) -> CandleResult<Tensor> {
-    if flip_average {
-        Tensor::cat(&[pixels, &flip_width(pixels)?], 0)
-    } else {
-        Ok(pixels.clone())
-    }
-}
-
-/// The depth of `batch` frames from that of [`with_mirrored`]'s batch:
-/// as it is, or averaged with the mirror images' depth mirrored back.
-pub fn average_mirrored(depth: Tensor, batch: usize, flip_average: bool) -> CandleResult<Tensor> {
-    if !flip_average {
-        return Ok(depth);
-    }
-    let mirrored = flip_width(&depth.narrow(0, batch, batch)?)?;
-    (depth.narrow(0, 0, batch)? + mirrored)? * 0.5
-}
-
-/// (B, C, H, W) mirrored along its width.
-pub fn flip_width(x: &Tensor) -> CandleResult<Tensor> {
-    let w = x.dim(3)?;
-    let index = Tensor::from_vec((0..w as u32).rev().collect::<Vec<_>>(), w, x.device())?;
-    x.index_select(&index, 3)
 }
