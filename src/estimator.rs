@@ -232,6 +232,9 @@ pub struct StageTimings {
     pub decoder: Duration,
     /// Resize to the output size, clamp, copy back to the host.
     pub resize: Duration,
+    /// How many forward passes the batch ran as: 1 for one pass over the
+    /// whole batch, more when a CPU batch was split over the cores.
+    pub groups: usize,
 }
 
 impl StageTimings {
@@ -261,6 +264,8 @@ pub struct DepthEstimator {
     name: String,
     /// Bin-based heads: how pixels an end class leads come out.
     beyond_bins: BeyondBins,
+    /// Split CPU batches over the cores (see [`cpu_split`]).
+    split_batches: bool,
 }
 
 impl DepthEstimator {
@@ -385,21 +390,21 @@ impl DepthEstimator {
     pub fn from_depth_blip2(model: DepthBlip2, device: Device, dtype: DType, name: String) -> Self {
         let geometry = model.geometry();
         let preprocessor = geometry.preprocessor().clone();
-        Self { model: DepthModel::DepthBlip2(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name, beyond_bins: BeyondBins::default() }
+        Self { model: DepthModel::DepthBlip2(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name, beyond_bins: BeyondBins::default(), split_batches: true }
     }
 
     /// Wraps an already built model (its weights must be on `device`).
     pub fn from_model(model: SpaceClip, device: Device, dtype: DType, name: String) -> Self {
         let preprocessor = Preprocessor::for_backbone(model.backbone_config());
         let device_preprocessor = (!device.is_cpu()).then(|| DevicePreprocessor::for_backbone(model.backbone_config()));
-        Self { model: DepthModel::SpaceClip(model), preprocessor, geometry: None, device_preprocessor, device, dtype, name, beyond_bins: BeyondBins::default() }
+        Self { model: DepthModel::SpaceClip(model), preprocessor, geometry: None, device_preprocessor, device, dtype, name, beyond_bins: BeyondBins::default(), split_batches: true }
     }
 
     /// Wraps a built DepthCLIP model (its weights must be on `device`).
     pub fn from_depth_clip(model: DepthClip, device: Device, dtype: DType, name: String) -> Self {
         let geometry = InputGeometry::new(model.config());
         let preprocessor = geometry.preprocessor().clone();
-        Self { model: DepthModel::DepthClip(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name, beyond_bins: BeyondBins::default() }
+        Self { model: DepthModel::DepthClip(model), preprocessor, geometry: Some(geometry), device_preprocessor: None, device, dtype, name, beyond_bins: BeyondBins::default(), split_batches: true }
     }
 
     /// Preprocess on the model's device (on by default on a GPU) or on the
@@ -449,6 +454,14 @@ impl DepthEstimator {
     /// the default, or as the bins' weighted mean. Other models ignore it.
     pub fn set_beyond_bins(&mut self, beyond_bins: BeyondBins) {
         self.beyond_bins = beyond_bins;
+    }
+
+    /// Whether a CPU batch may run as groups of frames side by side (the
+    /// default; also off for every estimator with
+    /// `CLIP_DEPTH_NO_BATCH_SPLIT=1`), or always as one forward pass
+    /// ([`StageTimings::groups`] says which ran).
+    pub fn set_batch_split(&mut self, on: bool) {
+        self.split_batches = on;
     }
 
     pub fn dtype(&self) -> DType {
@@ -521,7 +534,7 @@ impl DepthEstimator {
         if let Some((w, h)) = sizes.iter().find(|(w, h)| *w == 0 || *h == 0) {
             return Err(Error::InvalidImage(format!("output size {w}x{h} is empty")));
         }
-        if self.device.is_cpu() {
+        if self.device.is_cpu() && self.split_batches {
             if let Some(groups) = cpu_split::plan(images.len(), candle_core::utils::get_num_threads()) {
                 return self.run_side_by_side(images, sizes, clamp, &groups);
             }
@@ -562,12 +575,13 @@ impl DepthEstimator {
             timings.decoder = timings.decoder.max(t.decoder);
             timings.resize = timings.resize.max(t.resize);
         }
+        timings.groups = groups.len();
         Ok((maps, timings))
     }
 
     /// One forward pass over the whole batch.
     fn run_whole(&self, images: &[ImageView<'_>], sizes: &[(usize, usize)], clamp: Option<(f32, f32)>) -> Result<(Vec<DepthMap>, StageTimings)> {
-        let mut timings = StageTimings::default();
+        let mut timings = StageTimings { groups: 1, ..Default::default() };
         let t = Instant::now();
         let pixels = match &self.device_preprocessor {
             Some(on_device) if !images.is_empty() => on_device.process_batch(images, &self.device)?,

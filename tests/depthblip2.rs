@@ -401,7 +401,7 @@ fn clip_depth_train_adapts_the_bins_end_to_end() {
     std::fs::write(&config, yaml).unwrap();
     let out = tmp.path().join("run");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_clip_depth"))
-        .args(["train", "--epochs", "8", "--seed", "3", "--config"])
+        .args(["train", "--epochs", "8", "--seed", "3", "--set", "temperature=0.7", "--config"])
         .arg(&config)
         .arg("--init")
         .arg(dir().join("eva/hf/model.safetensors"))
@@ -422,6 +422,8 @@ fn clip_depth_train_adapts_the_bins_end_to_end() {
     // The written config runs with the learnt bins.
     let files = ModelFiles { config: out.join("config.yaml"), checkpoint: dir().join("eva/hf/model.safetensors"), clip_weights: None, clip_config: None };
     let est = load(&files);
+    // A model key given with --set is the model's in training and in the config written.
+    assert_eq!(est.model().as_depth_blip2().unwrap().config().temperature, 0.7);
     let bins = est.model().as_depth_blip2().unwrap().bins().to_vec();
     for (a, b) in bins.iter().zip(&after) {
         assert!((a - b).abs() < 1e-5, "{bins:?} vs {after:?}");
@@ -500,12 +502,15 @@ fn transformers_5_packed_qkv_bias_loads_and_a_nonzero_k_bias_is_refused() {
 #[test]
 fn a_batch_gives_each_frame_its_own_depth() {
     let (_, files, _) = formats().remove(0);
-    let est = load(&files);
+    let mut est = load(&files);
+    // One forward pass over the batch (not the CPU's split into single frames).
+    est.set_batch_split(false);
     let (px, w, h) = rgb("scene_640x480.png");
     let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
     let mirrored: Vec<u8> = px.chunks_exact(w * 3).flat_map(|row| row.chunks_exact(3).rev().flatten().copied().collect::<Vec<_>>()).collect();
     let other = ImageView::packed(&mirrored, w, h, PixelFormat::Rgb8).unwrap();
-    let (both, _) = est.estimate_batch(&[view, other], (160, 120)).unwrap();
+    let (both, timings) = est.estimate_batch(&[view, other], (160, 120)).unwrap();
+    assert_eq!(timings.groups, 1, "the batch ran as one pass");
     for (i, v) in [view, other].iter().enumerate() {
         let alone = est.estimate(v, Some((160, 120))).unwrap().0.data;
         let (a, b): (Vec<f32>, Vec<f32>) = both[i].data.iter().zip(&alone).filter(|(_, b)| !b.is_nan()).map(|(a, b)| (*a, *b)).unzip();

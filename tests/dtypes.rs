@@ -34,16 +34,12 @@ fn bf16_on_the_cpu_is_refused_clearly() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+/// Needs a CUDA build (feature cuda) and an NVIDIA GPU: shown as ignored
+/// elsewhere, and a failure in a CUDA build without a device.
 #[test]
+#[cfg_attr(not(feature = "cuda"), ignore = "needs the cuda feature and an NVIDIA GPU")]
 fn reduced_precision_on_cuda_agrees_with_f32() {
-    if !candle_core::utils::cuda_is_available() {
-        eprintln!("skipped: this build has no CUDA support (feature cuda)");
-        return;
-    }
-    if candle_core::Device::new_cuda(0).is_err() {
-        eprintln!("skipped: no CUDA device on this machine");
-        return;
-    }
+    assert!(candle_core::Device::new_cuda(0).is_ok(), "a CUDA build without a usable CUDA device 0");
     let reference = depth(DeviceSpec::Cpu, "f32").unwrap();
     for dtype in ["f32", "f16", "bf16"] {
         let d = depth(DeviceSpec::Cuda(0), dtype).unwrap();

@@ -165,7 +165,9 @@ fn a_last_row_shorter_than_the_stride_is_accepted() {
 
 #[test]
 fn a_mixed_batch_gives_each_frame_the_depth_of_its_rgb8_twin() {
-    let est = estimator();
+    let mut est = estimator();
+    // One forward pass over the batch (not the CPU's split into single frames).
+    est.set_batch_split(false);
     let (a, aw, ah) = rgb("scene_640x480.png");
     let (b, bw, bh) = rgb("scene_224.png");
     let a_bgra = with_alpha(&swap_rb(&a), 2);
@@ -174,8 +176,8 @@ fn a_mixed_batch_gives_each_frame_the_depth_of_its_rgb8_twin() {
         ImageView::packed(&a_bgra, aw, ah, PixelFormat::Bgra8).unwrap(),
         ImageView::new(&b_padded, bw, bh, bw * 3 + 13, PixelFormat::Rgb8).unwrap(),
     ];
-    let (maps, _) = est.estimate_batch(&views, (320, 240)).unwrap();
-    assert_eq!(maps.len(), 2);
+    let (maps, timings) = est.estimate_batch(&views, (320, 240)).unwrap();
+    assert_eq!((maps.len(), timings.groups), (2, 1));
     let ra = est.estimate(&ImageView::packed(&a, aw, ah, PixelFormat::Rgb8).unwrap(), Some((320, 240))).unwrap().0;
     let rb = est.estimate(&ImageView::packed(&b, bw, bh, PixelFormat::Rgb8).unwrap(), Some((320, 240))).unwrap().0;
     assert!(rel_max_diff(&maps[0].data, &ra.data) <= 1e-5);
@@ -198,8 +200,8 @@ fn a_batch_split_over_the_cores_keeps_order_and_depth() {
     let threads = candle_core::utils::get_num_threads();
     let groups = clip_depth_ros::device::cpu_split::plan(views.len(), threads);
     assert_eq!(groups.is_some(), threads >= 2, "split on a machine with several cores");
-    let (maps, _) = est.estimate_sized(&views, &sizes).unwrap();
-    assert_eq!(maps.len(), 5);
+    let (maps, timings) = est.estimate_sized(&views, &sizes).unwrap();
+    assert_eq!((maps.len(), timings.groups), (5, groups.map_or(1, |g| g.len())));
     for (i, ((view, &size), map)) in views.iter().zip(&sizes).zip(&maps).enumerate() {
         assert_eq!((map.width, map.height), size, "frame {i}");
         let alone = est.estimate(view, Some(size)).unwrap().0;

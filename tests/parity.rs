@@ -136,12 +136,15 @@ fn siglip_backbone_and_depth_match() {
 
 #[test]
 fn a_batch_gives_each_frame_its_own_depth() {
-    let est = load(&tiny_clip_files("checkpoint.safetensors"));
+    let mut est = load(&tiny_clip_files("checkpoint.safetensors"));
+    // One forward pass over the batch (not the CPU's split into single frames).
+    est.set_batch_split(false);
     let (a, aw, ah) = rgb("scene_224.png");
     let (b, bw, bh) = rgb("scene_640x480.png");
     let va = ImageView::packed(&a, aw, ah, PixelFormat::Rgb8).unwrap();
     let vb = ImageView::packed(&b, bw, bh, PixelFormat::Rgb8).unwrap();
-    let (batch, _) = est.estimate_batch(&[va, vb], (224, 224)).unwrap();
+    let (batch, timings) = est.estimate_batch(&[va, vb], (224, 224)).unwrap();
+    assert_eq!(timings.groups, 1, "the batch ran as one pass");
     let (single_a, _) = est.estimate(&va, Some((224, 224))).unwrap();
     let (single_b, _) = est.estimate(&vb, Some((224, 224))).unwrap();
     assert!(rel_max_diff(&batch[0].data, &single_a.data) < 1e-5);

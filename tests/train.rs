@@ -447,6 +447,31 @@ fn training_from_the_feature_cache_equals_training_from_images() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("feature cache"));
+    // So are other frozen weights, wherever they differ: one value in the
+    // middle of the largest backbone tensor changed.
+    let mut changed = weights(Path::new(TINY_CHECKPOINT));
+    let (name, t) = changed
+        .iter()
+        .filter(|(n, t)| n.starts_with("clip_vision_model.") && t.dtype() == DType::F32)
+        .max_by_key(|(_, t)| t.elem_count())
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .unwrap();
+    let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(v.len() > 1024, "{name} is not large enough to have a middle");
+    let mid = v.len() / 2;
+    v[mid] += 0.5;
+    changed.insert(name, Tensor::from_vec(v, t.dims(), &candle_core::Device::Cpu).unwrap());
+    let other = tmp.path().join("other.safetensors");
+    let list: Vec<(String, Tensor)> = changed.into_iter().collect();
+    clip_depth_ros::weights::write_safetensors(&other, &list, &Default::default()).unwrap();
+    // Everything else as the run that made the cache.
+    let out = run(&[
+        "train", "--config", CONFIG, "--output-dir", tmp.path().join("y").to_str().unwrap(), "--init", other.to_str().unwrap(),
+        "--clip-config", "tests/fixtures/tiny_clip/clip_config.json", "--no-augment", "--no-shuffle",
+        "--set", "decoder_dropout=0.0", "--dtype", "f64", "--max-steps", "1", "--cache-features", cache.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("feature cache"));
 }
 
 #[test]
@@ -480,4 +505,41 @@ fn ctrl_c_saves_the_run_and_it_resumes() {
     ]));
     let after = std::fs::read_to_string(&log).unwrap().lines().count();
     assert_eq!(after, steps + 2, "the resumed run continues the record");
+}
+
+/// Ctrl-C while validating: the partial metrics choose no checkpoint and
+/// are not recorded as the epoch's (a resumed run would otherwise compare
+/// against a best AbsRel of a part of the set).
+#[test]
+fn ctrl_c_during_validation_chooses_no_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    // A long validation: the four rooms, a hundred times over.
+    let val = std::fs::read_to_string("tests/fixtures/train_data/val.txt").unwrap();
+    let long = tmp.path().join("val_long.txt");
+    std::fs::write(&long, val.repeat(100)).unwrap();
+    let child = Command::new(bin())
+        .args(["train", "--config", CONFIG, "--output-dir", out.to_str().unwrap(), "--clip-weights", CLIP_WEIGHTS])
+        .args(["--set", "epochs=3", "--set", "validate_epochs=1", "--set", "use_ema=false"])
+        .args(["--set", &format!("filenames_file_eval={}", long.display())])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The five steps of the first epoch (10 rooms, batches of 2) are logged
+    // before its validation starts.
+    let log = out.join("metrics.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map(|t| t.lines().filter(|l| l.contains("\"train\"")).count()).unwrap_or(0) < 5 {
+        assert!(start.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(err.contains("validation interrupted"), "the stop did not land in the validation:\n{err}");
+    assert!(!out.join("best.safetensors").exists(), "a partial validation chose a checkpoint");
+    let records = std::fs::read_to_string(&log).unwrap();
+    assert!(!records.lines().any(|l| l.contains("\"val\"")), "partial metrics were recorded:\n{records}");
 }

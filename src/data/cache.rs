@@ -50,14 +50,46 @@ pub struct FeatureCache {
 
 /// FNV-1a, stable across platforms and compiler versions.
 pub fn fingerprint(parts: &[&[u8]]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut f = Fingerprint::default();
     for part in parts {
-        for &b in part.iter().chain(&[0xffu8]) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        f.part(part);
+    }
+    f.finish()
+}
+
+/// [`fingerprint`] fed part by part (a model's frozen tensors, every value
+/// of each, without holding them all as bytes at once).
+#[derive(Debug, Clone)]
+pub struct Fingerprint(u64);
+
+impl Default for Fingerprint {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fingerprint {
+    /// Adds bytes to the current part.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("{h:016x}")
+
+    /// Ends the current part (so that "ab"+"c" differs from "a"+"bc").
+    pub fn end_part(&mut self) {
+        self.update(&[0xff]);
+    }
+
+    pub fn part(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+        self.end_part();
+    }
+
+    pub fn finish(&self) -> String {
+        format!("{:016x}", self.0)
+    }
 }
 
 impl FeatureCache {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::protocol::{EvalCrop, Protocol};
+use super::protocol::{EvalCrop, NonFinite, Protocol};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +127,7 @@ impl EvalConfig {
             max_depth: self.max_depth_eval,
             crop: self.crop()?,
             median_scaling: self.median_scaling_eval,
+            non_finite: NonFinite::default(),
         })
     }
 }

@@ -8,4 +8,4 @@ pub mod visuals;
 
 pub use config::EvalConfig;
 pub use metrics::{compute_errors, Metrics, RunningMetrics, NAMES};
-pub use protocol::{crop_rect, EvalCrop, Protocol};
+pub use protocol::{crop_rect, EvalCrop, NonFinite, Protocol};

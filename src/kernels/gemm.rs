@@ -3,20 +3,36 @@
 
 /// A matrix view: `rows x cols`, element (r, c) at `r * row_stride + c *
 /// col_stride` (row-major with contiguous columns unless transposed).
+/// Every element lies inside `data`: the constructors check it and the
+/// fields are private, so that [`matmul`] (which hands raw pointers to
+/// `gemm`) cannot be made to read outside the slice from safe code.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {
-    pub data: &'a [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub row_stride: usize,
-    pub col_stride: usize,
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
 }
 
 impl<'a> MatRef<'a> {
+    /// Panics when the view reaches past `data` (or its rows overlap).
     pub fn new(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        let needed = if rows == 0 || cols == 0 { 0 } else { (rows - 1) * row_stride + cols };
-        assert!(cols <= row_stride && data.len() >= needed, "matrix view out of bounds");
+        let needed = if rows == 0 || cols == 0 {
+            Some(0)
+        } else {
+            (rows - 1).checked_mul(row_stride).and_then(|n| n.checked_add(cols))
+        };
+        assert!(cols <= row_stride && needed.is_some_and(|n| data.len() >= n), "matrix view out of bounds");
         Self { data, rows, cols, row_stride, col_stride: 1 }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
     }
 
     pub fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
@@ -71,5 +87,31 @@ pub fn matmul(lhs: MatRef, rhs: MatRef, dst: &mut [f32], dst_stride: usize, accu
             false,
             parallelism(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_past_their_slice_are_refused() {
+        let data = [0f32; 6];
+        assert!(std::panic::catch_unwind(|| MatRef::new(&data, 3, 3, 3)).is_err());
+        assert!(std::panic::catch_unwind(|| MatRef::new(&data, 2, 4, 3)).is_err(), "columns wider than the stride");
+        assert!(std::panic::catch_unwind(|| MatRef::new(&data, usize::MAX, 1, usize::MAX)).is_err(), "overflow");
+        let m = MatRef::new(&data, 2, 3, 3).t();
+        assert_eq!((m.rows(), m.cols()), (3, 2));
+    }
+
+    #[test]
+    fn a_product_is_the_sum_of_products() {
+        let a = [1f32, 2., 3., 4., 5., 6.]; // 2 x 3
+        let b = [1f32, 0., 0., 1., 1., 1.]; // 3 x 2
+        let mut c = [0f32; 4];
+        matmul(MatRef::dense(&a, 2, 3), MatRef::dense(&b, 3, 2), &mut c, 2, false);
+        assert_eq!(c, [4., 5., 10., 11.]);
+        matmul(MatRef::dense(&b, 3, 2).t(), MatRef::dense(&a, 2, 3).t(), &mut c, 2, false);
+        assert_eq!(c, [4., 10., 5., 11.], "(AB)^T = B^T A^T");
     }
 }

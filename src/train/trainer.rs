@@ -23,11 +23,11 @@ use super::loss::{total_loss, valid_mask, LossTerms, LossWeights};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use super::schedule::Schedule;
 use super::state::{self, Progress as Counters};
-use crate::data::cache::{fingerprint, CachedSample, FeatureCache};
+use crate::data::cache::{CachedSample, FeatureCache, Fingerprint};
 use crate::data::{read_list, Augment, DataSpec, ListEntry, Loader, Sample, SkipLog};
 use crate::error::{Error, Result};
 use crate::eval::visuals::{panel_row, save_png, stack};
-use crate::eval::{Metrics, Protocol, RunningMetrics};
+use crate::eval::{Metrics, NonFinite, Protocol, RunningMetrics};
 use crate::image::preprocess::Preprocessor;
 use crate::model::nn::{Ctx, Features, Role, TrainableModel};
 use crate::progress::Progress;
@@ -181,6 +181,7 @@ impl Trainer {
                 max_depth: hi,
                 crop: cfg.eval_crop().map_err(Error::ModelConfig)?,
                 median_scaling: cfg.median_scaling_eval,
+                non_finite: NonFinite::default(),
             }),
             _ => None,
         };
@@ -266,16 +267,19 @@ impl Trainer {
             s.depth_divisor,
             s.preprocessor.size()
         );
-        let mut weights = Vec::new();
+        let mut f = Fingerprint::default();
+        f.part(lines.as_bytes());
+        f.part(settings.as_bytes());
+        // Every value of every frozen tensor: a cache made with other
+        // weights is refused, wherever they differ.
         for e in self.model.store().with_role(Role::Frozen) {
-            let flat = e.tensor().flatten_all()?.to_dtype(DType::F32)?;
-            let n = flat.elem_count();
-            let head = flat.narrow(0, 0, n.min(256))?.to_vec1::<f32>()?;
-            let tail = flat.narrow(0, n - n.min(256), n.min(256))?.to_vec1::<f32>()?;
-            weights.extend(e.name.bytes());
-            weights.extend(head.iter().chain(&tail).flat_map(|v| v.to_le_bytes()));
+            f.update(e.name.as_bytes());
+            for v in e.tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()? {
+                f.update(&v.to_le_bytes());
+            }
+            f.end_part();
         }
-        Ok(fingerprint(&[lines.as_bytes(), settings.as_bytes(), &weights]))
+        Ok(f.finish())
     }
 
     /// Runs until the configured epochs are done, `max_steps` is reached or
@@ -521,10 +525,12 @@ impl Trainer {
         Ok((pred.depth.flatten_all()?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec1::<f32>()?, terms))
     }
 
-    /// Validation with the current weights: (metrics, mean loss).
-    fn validate(&self, label: &str, outer: &Progress) -> Result<(Option<Metrics>, f64, Vec<(Sample, Vec<f32>)>)> {
+    /// Validation with the current weights: (metrics, mean loss, the
+    /// pictures' samples), or `None` when a stop cut it short (its metrics
+    /// cover only part of the set and must not choose a checkpoint).
+    fn validate(&self, label: &str, outer: &Progress) -> Result<Option<(Option<Metrics>, f64, Vec<(Sample, Vec<f32>)>)>> {
         let (Some(spec), Some(protocol)) = (self.data.val_spec.clone(), self.protocol.clone()) else {
-            return Ok((None, f64::NAN, Vec::new()));
+            return Ok(Some((None, f64::NAN, Vec::new())));
         };
         let entries = Arc::new(self.data.val.clone());
         let e2 = entries.clone();
@@ -537,7 +543,8 @@ impl Trainer {
         let mut progress = Progress::new(&format!("validate ({label})"), entries.len() as u64, "images");
         while let Some((i, r)) = loader.next_item() {
             if self.stop_requested() {
-                break;
+                progress.finish();
+                return Ok(None);
             }
             let sample = match r {
                 Ok(s) => s,
@@ -566,7 +573,10 @@ impl Trainer {
         }
         progress.finish();
         let _ = outer;
-        Ok((metrics.value(), if loss_n > 0 { loss_sum / loss_n as f64 } else { f64::NAN }, shown))
+        if self.stop_requested() {
+            return Ok(None);
+        }
+        Ok(Some((metrics.value(), if loss_n > 0 { loss_sum / loss_n as f64 } else { f64::NAN }, shown)))
     }
 
     /// Runs `f` with the EMA weights in the model, then puts the raw ones back.
@@ -599,17 +609,21 @@ impl Trainer {
             return Ok(());
         }
         let abs_rel = |m: &Option<Metrics>| m.map(|m| m.abs_rel).unwrap_or(f64::INFINITY);
+        let interrupted = |progress: &Progress| -> Result<()> {
+            progress.println("validation interrupted: its partial metrics are not recorded and choose no checkpoint (best.safetensors unchanged)");
+            Ok(())
+        };
         let (metrics, loss, shown, source) = if self.ema.is_some() && self.cfg.eval_both_for_best {
-            let (rm, rl, rs) = self.validate("raw", progress)?;
+            let Some((rm, rl, rs)) = self.validate("raw", progress)? else { return interrupted(progress) };
+            let Some((em, el, es)) = self.with_ema(|t| t.validate("ema", progress))? else { return interrupted(progress) };
             self.log_val("raw", &rm, rl)?;
-            let (em, el, es) = self.with_ema(|t| t.validate("ema", progress))?;
             self.log_val("ema", &em, el)?;
             if abs_rel(&em) < abs_rel(&rm) { (em, el, es, "ema") } else { (rm, rl, rs, "raw") }
         } else if self.ema.is_some() && self.cfg.eval_with_ema() {
-            let (m, l, s) = self.with_ema(|t| t.validate("ema", progress))?;
+            let Some((m, l, s)) = self.with_ema(|t| t.validate("ema", progress))? else { return interrupted(progress) };
             (m, l, s, "ema")
         } else {
-            let (m, l, s) = self.validate("raw", progress)?;
+            let Some((m, l, s)) = self.validate("raw", progress)? else { return interrupted(progress) };
             (m, l, s, "raw")
         };
         let mut record = json!({ "kind": "val", "step": self.counters.step, "epoch": self.counters.epoch, "source": "selected", "selected": source, "val_loss": loss });

@@ -811,11 +811,12 @@ class MultiCameraRig:
 
     def __init__(self, start_node, peer: RosPeer, cameras: Sequence[str], *,
                  params: Optional[Mapping[str, Any]] = None,
-                 collect: Iterable[str] = ('depth', 'info', 'stats'), warm_up: bool = True):
+                 collect: Iterable[str] = ('depth', 'info', 'stats'), warm_up: bool = True,
+                 env: Optional[Mapping[str, str]] = None):
         self.peer = peer
         self.cameras = list(cameras)
         self.params = {**tiny_model_params(), 'cameras': self.cameras, **(params or {})}
-        self.node = start_node(params=self.params)
+        self.node = start_node(params=self.params, env=env)
         types = {'Image': Image, 'CameraInfo': CameraInfo, 'PointCloud2': PointCloud2,
                  'DepthStats': DepthStats}
         self.collectors: dict = {}
@@ -860,11 +861,11 @@ class MultiCameraRig:
 
     def publish(self, cam: str, array: Optional['np.ndarray'] = None, *, width: int = 64, height: int = 48,
                 info: Any = True, stamp: Optional['Time'] = None, encoding: str = 'rgb8',
-                image: Any = None):
+                image: Any = None, frame_id: Optional[str] = None):
         """Publishes one frame of camera `cam` (and its camera_info: True = a
         default one of the image's size, or a CameraInfo, header replaced);
         returns the header."""
-        header = make_header(stamp, self.frame_id(cam))
+        header = make_header(stamp, frame_id or self.frame_id(cam))
         if image is None:
             image = make_image(array, width=width, height=height, encoding=encoding, header=header)
         else:

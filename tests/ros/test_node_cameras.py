@@ -81,11 +81,13 @@ def test_three_cameras_at_different_rates_and_sizes(camera_rig):
 
 
 def test_a_batch_gives_each_camera_the_depth_it_gets_alone(camera_rig):
-    rig = camera_rig(['front', 'rear'], collect=('depth', 'stats'))
+    # One forward pass per batch (on a CPU a batch is otherwise split into
+    # single frames, one per core), and a window long enough that the two
+    # cameras' frames meet in one batch.
+    rig = camera_rig(['front', 'rear'], collect=('depth', 'stats'), params={'batch_window_ms': 500.0},
+                     env={'CLIP_DEPTH_NO_BATCH_SPLIT': '1'})
     image = pattern_image(64, 48)
     alone = rig.send('front', image, expect=('depth', 'stats'))
-    # Both at once: the node takes what is pending, so a batch of two is
-    # likely but not certain; the depth must not depend on it.
     together = []
     for _ in range(5):
         h_front = rig.publish('front', image)
@@ -101,6 +103,7 @@ def test_a_batch_gives_each_camera_the_depth_it_gets_alone(camera_rig):
             sizes.append(out['stats'].batch_size)
     print(f'batch sizes of the paired frames: {sizes}')
     assert alone['stats'].batch_size == 1
+    assert sizes.count(2) >= 4, f'the pairs did not go through the model together: {sizes}'
     assert rig.close() == 0
 
 
@@ -215,3 +218,32 @@ def test_camera_start_up_errors_exit_2_with_one_line(start_node):
         lines = [line for line in node.stderr().splitlines() if line.strip()]
         assert len(lines) == 1, lines
         assert culprit in lines[0], lines[0]
+
+
+def test_a_late_camera_info_delays_only_its_own_camera(camera_rig):
+    """Two cameras in one batch, the rear one's camera_info arriving late
+    (after its image, with its stamp): the front camera, whose camera_info
+    came with its image, is published without waiting for the rear one's;
+    the rear one waits (up to camera_info_sync_window) for its own and is
+    paired with it exactly."""
+    rig = camera_rig(['front', 'rear'], collect=('depth', 'info', 'stats'),
+                     params={'camera_info_sync_window': 3.0, 'batch_window_ms': 500.0})
+    for _ in range(3):
+        image = pattern_image(64, 48)
+        t0 = time.monotonic()
+        h_front = rig.publish('front', image)
+        h_rear = rig.publish('rear', image, info=False)
+        front = rig.outputs('front', h_front, expect=('depth', 'info', 'stats'), timeout=10)
+        front_after = time.monotonic() - t0
+        assert not rig.outputs('rear', h_rear, expect=()), 'rear published before its camera_info'
+        info = make_camera_info(64, 48)
+        info.header = h_rear
+        rig.info_pubs['rear'].publish(info)
+        rear = rig.outputs('rear', h_rear, expect=('depth', 'info', 'stats'), timeout=10)
+        print(f'front published {front_after:.2f} s after its frame; batch sizes {front["stats"].batch_size}, '
+              f'{rear["stats"].batch_size}')
+        # A forward pass of the tiny model takes well under a second; waiting
+        # for the rear camera_info would take the 3 s window.
+        assert front_after < 1.5, f'the front camera waited {front_after:.2f} s for the rear camera_info'
+        assert rear['info'].header.stamp == h_rear.stamp
+    assert rig.close() == 0

@@ -143,3 +143,32 @@ def test_skipped_frames_warn_on_their_camera_only(camera_rig):
         assert values['frames skipped'] == '1'
         assert values.get('frames skipped: decode') == '1', values
     assert rig.close() == 0
+
+
+def test_a_hanging_forward_pass_goes_warn_then_error_and_recovers(camera_rig):
+    """A forward pass that does not return (here: the test hook holds it for
+    4 s) while the other camera's frames wait: the inference status goes
+    WARN after inference_warn_after, ERROR after inference_error_after
+    (logged once, saying what the node does), and OK again when the pass
+    returns."""
+    rig = camera_rig(['front', 'rear'], params={'inference_warn_after': 1.0, 'inference_error_after': 2.0,
+                                                'diagnostics_warn_after': 30.0, 'diagnostics_error_after': 60.0})
+    name = 'clip_depth: inference'
+    received = []
+    sub = rig.peer.node.create_subscription(
+        DiagnosticArray, '/diagnostics', lambda m: received.append((time.monotonic(), m)), qos_reliable(50))
+    rear = Streamer(rig, 'rear')
+    try:
+        _until(received, name, OK, timeout=10)
+        rig.publish('front', width=64, height=48, frame_id='clip_depth_test_hang:inference:4')
+        _, statuses = _until(received, name, WARN, timeout=5)
+        assert 'no forward pass has finished' in statuses[name].message, statuses[name].message
+        values = {kv.key: kv.value for kv in statuses[name].values}
+        assert values['forward pass running'] == 'true' and int(values['frames waiting']) >= 1, values
+        _until(received, name, ERROR, timeout=5)
+        _until(received, name, OK, timeout=10)
+    finally:
+        rear.close()
+        rig.peer.node.destroy_subscription(sub)
+    rig.node.wait_for_output(r'ERROR.*the inference is stalled.*cannot be interrupted', timeout=5)
+    assert rig.close() == 0

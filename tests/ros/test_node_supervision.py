@@ -58,3 +58,19 @@ def test_a_dead_inference_thread_ends_the_process_with_1(depth_rig):
     assert code == 1, f'exit code {code}:\n{rig.node.output_tail()}'
     line = _error_line(rig, r'the inference thread ended: .*test hook at worker')
     assert 'exiting with code 1' in line, line
+
+
+def test_a_dead_forwarding_task_ends_the_process_with_1_naming_it(depth_rig):
+    """A camera's forwarding task (images from the subscription to the
+    inference thread) that panics would stop that camera silently: the node
+    exits with 1 naming it, as for a dead thread."""
+    rig = depth_rig(collect=('depth', 'stats'))
+    header = make_header(frame_id=MARK + 'forward')
+    rig.frame(width=64, height=48, stamp=header.stamp, frame_id=header.frame_id, expect=())
+    try:
+        code = rig.node.wait_exit(timeout=10)
+    except AssertionError as exc:
+        pytest.fail(f'{NO_HOOK}?\n{exc}', pytrace=False)
+    assert code == 1, f'exit code {code}:\n{rig.node.output_tail()}'
+    line = _error_line(rig, r"the camera's image forwarding panicked: .*test hook at forward")
+    assert 'exiting with code 1' in line, line

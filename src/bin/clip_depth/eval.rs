@@ -16,7 +16,7 @@ use serde_json::json;
 
 use clip_depth_ros::data::{read_list, DataSpec, Loader, Sample, SkipLog};
 use clip_depth_ros::eval::visuals::{panel_row, save_png};
-use clip_depth_ros::eval::{EvalConfig, EvalCrop, Metrics, RunningMetrics, NAMES};
+use clip_depth_ros::eval::{EvalConfig, EvalCrop, Metrics, NonFinite, RunningMetrics, NAMES};
 use clip_depth_ros::image::preprocess::Preprocessor;
 use clip_depth_ros::progress::Progress;
 use clip_depth_ros::train::config::config_text;
@@ -39,14 +39,26 @@ pub struct EvalArgs {
     #[command(flatten)]
     run: RunArgs,
     /// Average with the prediction of the mirrored input (default: the config's eval_flip_tta).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_flip_tta")]
     flip_tta: bool,
+    /// No mirrored input, whatever the config says.
+    #[arg(long, overrides_with = "flip_tta")]
+    no_flip_tta: bool,
     /// Evaluation crop (default: the config's eval_crop / eigen_crop / garg_crop).
     #[arg(long)]
     crop: Option<EvalCrop>,
     /// Scale each prediction by median(gt) / median(pred) (default: the config's median_scaling_eval).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_median_scaling")]
     median_scaling: bool,
+    /// No median scaling, whatever the config says.
+    #[arg(long, overrides_with = "median_scaling")]
+    no_median_scaling: bool,
+    /// Non-finite predictions at valid pixels: drop (NaN left out, as the
+    /// authors' compute_errors does; infinities clipped to the eval range)
+    /// or bts (NaN as min_depth_eval, +Inf as max_depth_eval: penalised, as
+    /// BTS evaluates). Counted either way.
+    #[arg(long, default_value = "drop")]
+    non_finite: NonFinite,
     /// Write the metrics (and the protocol used) as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -125,8 +137,11 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     if let Some(crop) = args.crop {
         protocol.crop = crop;
     }
-    protocol.median_scaling |= args.median_scaling;
-    let flip = args.flip_tta || cfg.eval_flip_tta;
+    if args.median_scaling || args.no_median_scaling {
+        protocol.median_scaling = args.median_scaling;
+    }
+    protocol.non_finite = args.non_finite;
+    let flip = if args.flip_tta || args.no_flip_tta { args.flip_tta } else { cfg.eval_flip_tta };
     let entries = Arc::new(read_list(&cfg.filenames_file_eval)?);
     anyhow::ensure!(!entries.is_empty(), "{} lists no samples", cfg.filenames_file_eval.display());
 
@@ -181,7 +196,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let mut average = RunningMetrics::default();
     let mut rows: Vec<(usize, Metrics)> = Vec::new();
     let mut progress = Progress::new("eval", entries.len() as u64, "images");
-    let (mut no_gt, mut no_valid) = (0usize, 0usize);
+    let (mut no_gt, mut no_valid, mut non_finite) = (0usize, 0usize, 0usize);
     while let Some((i, r)) = loader.next_item() {
         let line = entries[i].line_no;
         let sample = match r {
@@ -218,6 +233,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         if let Some(dir) = &args.save_predictions {
             Tensor::from_slice(&pred, (sample.height, sample.width), &Device::Cpu)?.write_npy(npy_name(dir, i))?;
         }
+        non_finite += protocol.non_finite_predictions(gt, &pred, sample.height, sample.width);
         match protocol.image_metrics(gt, &pred, sample.height, sample.width) {
             Some(m) if m.all_finite() => {
                 average.add(&m);
@@ -245,6 +261,13 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         protocol.median_scaling,
         flip
     );
+    if non_finite > 0 {
+        let how = match protocol.non_finite {
+            NonFinite::Drop => "NaN left out of the metrics, infinities clipped to the eval range (--non-finite bts penalises NaN too)",
+            NonFinite::Bts => "counted as min_depth_eval (NaN, -Inf) or max_depth_eval (+Inf)",
+        };
+        println!("{non_finite} valid pixel(s) had a non-finite prediction: {how}");
+    }
     let mut header = String::new();
     let mut values = String::new();
     for (name, v) in NAMES.iter().zip(metrics.values()) {
@@ -261,9 +284,11 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             "metrics": m,
             "images": average.count,
             "skipped": skips.count(),
+            "non_finite_predictions": non_finite,
             "protocol": {
                 "dataset": protocol.dataset, "min_depth_eval": protocol.min_depth, "max_depth_eval": protocol.max_depth,
                 "crop": format!("{:?}", protocol.crop).to_lowercase(), "median_scaling": protocol.median_scaling, "flip_tta": flip,
+                "non_finite": format!("{:?}", protocol.non_finite).to_lowercase(),
             },
             "checkpoint": args.checkpoint.as_ref().map(|p| p.display().to_string()),
         });

@@ -205,11 +205,26 @@ fn train_depthblip2_bins(args: TrainArgs) -> Result<ExitCode> {
         anyhow::ensure!(epochs > 0, "--epochs must be > 0");
         cfg.epochs = epochs as usize;
     }
-    let model_cfg = DepthBlip2Config::from_yaml_file(&args.config)?;
+    // The model config with --set applied, beside the outputs: the model
+    // runs on it, and the final config.yaml is it with the trained bins.
+    // Paths in it that were relative to the given config are made absolute.
+    std::fs::create_dir_all(&args.output_dir).with_context(|| format!("cannot create {}", args.output_dir.display()))?;
+    let mut model_yaml: serde_norway::Value = serde_norway::from_str(&text).with_context(|| args.config.display().to_string())?;
+    let base = args.config.parent().map(|d| d.to_path_buf()).unwrap_or_default();
+    for key in ["tokenizer", "adaptive_bins"] {
+        if let Some(serde_norway::Value::String(p)) = model_yaml.get_mut(key) {
+            if std::path::Path::new(p.as_str()).is_relative() {
+                *p = std::path::absolute(base.join(&*p)).unwrap_or_else(|_| base.join(&*p)).display().to_string();
+            }
+        }
+    }
+    let effective = args.output_dir.join("config.yaml");
+    std::fs::write(&effective, serde_norway::to_string(&model_yaml)?).context("cannot write config.yaml")?;
+    let model_cfg = DepthBlip2Config::from_yaml_file(&effective)?;
     let seed = args.seed.or(cfg.random_seed).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
     });
-    let files = ModelFiles { config: args.config.clone(), checkpoint, clip_weights: args.backbone.clip_weights.clone(), clip_config: args.backbone.clip_config.clone() };
+    let files = ModelFiles { config: effective.clone(), checkpoint, clip_weights: args.backbone.clip_weights.clone(), clip_config: args.backbone.clip_config.clone() };
     let est = DepthEstimator::load(&files, args.device, Default::default())?;
     let spec = |data: &std::path::Path, gt: Option<&std::path::Path>| DataSpec {
         dataset: cfg.dataset.to_ascii_lowercase(),
@@ -254,7 +269,6 @@ fn train_depthblip2_bins(args: TrainArgs) -> Result<ExitCode> {
         Some(v) => eprintln!("epoch {:>3}: train loss {loss:.4}, validation loss {v:.4}", epoch + 1),
         None => eprintln!("epoch {:>3}: train loss {loss:.4}", epoch + 1),
     })?;
-    std::fs::create_dir_all(&args.output_dir).with_context(|| format!("cannot create {}", args.output_dir.display()))?;
     let weights = args.output_dir.join("bins_mlp.safetensors");
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     clip_depth_ros::weights::write_safetensors(&weights, &mlp.state_dict(), &meta)?;
@@ -268,10 +282,10 @@ fn train_depthblip2_bins(args: TrainArgs) -> Result<ExitCode> {
         "seed": seed,
     });
     std::fs::write(args.output_dir.join("bins.json"), serde_json::to_string_pretty(&summary)? + "\n").context("cannot write bins.json")?;
-    let model_text = std::fs::read_to_string(&args.config).with_context(|| format!("cannot read {}", args.config.display()))?;
-    let mut lines: Vec<&str> = model_text.lines().filter(|l| !l.trim_start().starts_with("adaptive_bins:")).collect();
-    lines.push("adaptive_bins: bins_mlp.safetensors");
-    std::fs::write(args.output_dir.join("config.yaml"), lines.join("\n") + "\n").context("cannot write config.yaml")?;
+    if let serde_norway::Value::Mapping(map) = &mut model_yaml {
+        map.insert("adaptive_bins".into(), "bins_mlp.safetensors".into());
+    }
+    std::fs::write(&effective, serde_norway::to_string(&model_yaml)?).context("cannot write config.yaml")?;
     let show = |b: &[f64]| b.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ");
     eprintln!("bins [{}] -> [{}] (epoch {} of {}, {:.1} s)", show(&outcome.bins_before), show(&outcome.bins_after), outcome.best_epoch + 1, cfg.epochs, t.elapsed().as_secs_f64());
     eprintln!("wrote {} (use {} as the model config)", weights.display(), args.output_dir.join("config.yaml").display());

@@ -465,7 +465,7 @@ impl Parameters {
                 r2r::Error::InvalidParameterName { name: name.to_string() }
             });
         }
-        let old = live.config.get(name).map(ros_value).map(|v| format!("{v:?}")).unwrap_or_default();
+        let old = live.config.get(name).map(|v| plain(&ros_value(v))).unwrap_or_default();
         let mut next = live.config.clone();
         let resolved = next.set(name, &live_value(value)).map_err(|e| r2r::Error::ParameterValueConv {
             name: name.to_string(),
@@ -494,7 +494,7 @@ impl Parameters {
         r2r::log_info!(
             &running.logger,
             "parameter {name} set to {}; from the next frame on",
-            shown.map_or("the shared value".to_string(), |v| format!("{v:?}"))
+            shown.map_or("the shared value".to_string(), |v| plain(&v))
         );
         Ok(())
     }
@@ -503,6 +503,19 @@ impl Parameters {
     fn is_camera_param(&self, name: &str) -> bool {
         let (camera, key) = name.split_once('.').unwrap_or_default();
         self.camera_names().iter().any(|c| c == camera) && (CAMERA_OVERRIDES.contains(&key) || key == "image_transport")
+    }
+}
+
+/// A value as an operator wrote it (`4.0`, `2`, `true`), for messages.
+fn plain(value: &ParameterValue) -> String {
+    match value {
+        ParameterValue::Bool(b) => b.to_string(),
+        ParameterValue::Integer(i) => i.to_string(),
+        ParameterValue::Double(d) if d.fract() == 0.0 && d.is_finite() => format!("{d:.1}"),
+        ParameterValue::Double(d) => d.to_string(),
+        ParameterValue::String(s) => format!("{s:?}"),
+        ParameterValue::NotSet => "not set".into(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -775,6 +788,7 @@ mod tests {
         assert_eq!(lock_live(&live).resolved().cameras[1].range.max, 5.0);
         let err = params.set_parameter("min_range", &ParameterValue::Double(7.0)).unwrap_err().to_string();
         assert!(err.contains("rejected") && err.contains("min_range") && err.contains("stays"), "{err}");
+        assert!(err.ends_with("it stays 0.0"), "the old value as written: {err}");
         assert_eq!(lock_live(&live).resolved().cameras[0].range.min, 0.001);
         assert!(params.check_parameter("cloud_decimation", &ParameterValue::Integer(0)).is_err());
         params.check_parameter("cloud_decimation", &ParameterValue::Integer(3)).unwrap();

@@ -75,15 +75,26 @@ pub fn supervised<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 /// The prefix of a frame_id that makes a test build panic (see [`test_hook`]).
 #[cfg(feature = "test-hooks")]
 const PANIC_MARK: &str = "clip_depth_test_panic:";
+/// The prefix of a frame_id that makes a test build hang (see [`test_hook`]).
+#[cfg(feature = "test-hooks")]
+const HANG_MARK: &str = "clip_depth_test_hang:";
 
 /// Test builds only (cargo feature `test-hooks`): a frame whose frame_id is
-/// `clip_depth_test_panic:<where>` panics at `where` (a stage name, or
-/// `worker` outside the per-frame guard), so that the end-to-end tests can
-/// show what a panic costs. Absent from normal builds.
+/// `clip_depth_test_panic:<where>` panics at `where` (a stage name,
+/// `worker` outside the per-frame guard, or `forward` in a camera's
+/// forwarding task), and one whose frame_id is
+/// `clip_depth_test_hang:<where>:<seconds>` stops there that long (a
+/// forward pass that hangs), so that the end-to-end tests can show what a
+/// panic or a stall costs. Absent from normal builds.
 #[cfg(feature = "test-hooks")]
 pub fn test_hook(place: &str, frame_id: &str) {
     if frame_id.strip_prefix(PANIC_MARK) == Some(place) {
         panic!("panic injected by the test hook at {place}");
+    }
+    if let Some((at, seconds)) = frame_id.strip_prefix(HANG_MARK).and_then(|r| r.split_once(':')) {
+        if at == place {
+            std::thread::sleep(std::time::Duration::from_secs_f64(seconds.parse().unwrap_or(1.0)));
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use super::{BagError, BagMessage, FileRead, Topic};
 
 fn open(path: &Path) -> Result<Connection, BagError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| BagError::Storage { path: path.to_owned(), message: e.to_string() })?;
+        .map_err(|e| BagError::Storage { path: path.to_owned(), message: one_line(&e) })?;
     Ok(conn)
 }
 
@@ -22,7 +22,7 @@ struct TopicRow {
 }
 
 fn topic_rows(conn: &Connection, path: &Path) -> Result<Vec<TopicRow>, BagError> {
-    let bad = |e: rusqlite::Error| BagError::Storage { path: path.to_owned(), message: format!("cannot read the topics table: {e}") };
+    let bad = |e: rusqlite::Error| BagError::Storage { path: path.to_owned(), message: format!("cannot read the topics table: {}", one_line(&e)) };
     let mut stmt = conn.prepare("SELECT id, name, type, serialization_format FROM topics").map_err(bad)?;
     let rows = stmt
         .query_map([], |r| {
@@ -66,7 +66,7 @@ pub fn read(
     }
     let ids: Vec<String> = topics.iter().map(|t| t.id.to_string()).collect();
     let sql = format!("SELECT topic_id, timestamp, data FROM messages WHERE topic_id IN ({}) ORDER BY timestamp, id", ids.join(","));
-    let bad = |e: rusqlite::Error| BagError::Storage { path: path.to_owned(), message: e.to_string() };
+    let bad = |e: rusqlite::Error| BagError::Storage { path: path.to_owned(), message: one_line(&e) };
     let mut stmt = conn.prepare(&sql).map_err(bad)?;
     let mut rows = stmt.query([]).map_err(bad)?;
     loop {
@@ -74,7 +74,7 @@ pub fn read(
             Ok(Some(row)) => row,
             Ok(None) => break,
             Err(e) => {
-                done.error = Some(e.to_string());
+                done.error = Some(one_line(&e));
                 break;
             }
         };
@@ -95,4 +95,9 @@ pub fn read(
         }
     }
     Ok(done)
+}
+
+/// SQLite's messages quote the schema they failed on, newlines and all.
+fn one_line(e: &rusqlite::Error) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -664,13 +664,43 @@ impl FromBagReport {
             l.push(format!("warnings: {n} x {kind}"));
         }
         l.push(format!("config: {}", self.config.display()));
+        if let Some(warning) = self.split_warning() {
+            l.push(warning);
+        }
         l
+    }
+
+    /// A warning when the training set is empty or tiny, naming the flags
+    /// that change the split.
+    pub fn split_warning(&self) -> Option<String> {
+        /// Fewer training pairs than this train nothing worth having.
+        const TINY: usize = 8;
+        if self.exported == 0 || self.train >= TINY {
+            return None;
+        }
+        let what = if self.train == 0 { "no training pairs".to_string() } else { format!("only {} training pair(s)", self.train) };
+        Some(format!(
+            "warning: {what} of {} exported ({} held out, {} left out between the two): a recording this short needs \
+             a shorter --split-gap (seconds left out between training and held-out frames) or a smaller \
+             --eval-fraction, or a longer recording",
+            self.exported, self.eval, self.gap
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_recording_says_which_flags_change_the_split() {
+        let report = |train: usize, eval: usize, gap: usize| FromBagReport { exported: (train + eval + gap) as u64, train, eval, gap, ..Default::default() };
+        let warning = report(0, 2, 8).split_warning().unwrap();
+        assert!(warning.contains("no training pairs") && warning.contains("--split-gap") && warning.contains("--eval-fraction"), "{warning}");
+        assert!(report(3, 1, 2).lines().iter().any(|l| l.contains("only 3 training pair(s)")));
+        assert_eq!(report(40, 10, 4).split_warning(), None);
+        assert_eq!(report(0, 0, 0).split_warning(), None, "nothing exported is said otherwise");
+    }
 
     #[test]
     fn camera_info_topics_follow_image_transport() {
