@@ -216,6 +216,46 @@ fn weights(path: &Path) -> HashMap<String, Tensor> {
     read_safetensors(path).unwrap().0.into_iter().collect()
 }
 
+/// Three f64 steps against the SPACE-CLIP authors' own `space_clip.py` and
+/// `utils/loss.py` (their float32 casts removed; made by
+/// tests/reference/make_authors_step_fixtures.py from a checkout of their
+/// repository): the loss and the gradient norm before clipping of each
+/// step, and every decoder tensor after it.
+#[test]
+fn three_steps_equal_the_authors_own_code_in_f64() {
+    let f = fixture("authors_three_steps.safetensors");
+    let (want_loss, want_norm) = (f["loss"].to_vec1::<f64>().unwrap(), f["grad_norm"].to_vec1::<f64>().unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    deterministic_run_f64(&dir, &["--max-steps", "3"]);
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let steps: Vec<serde_json::Value> =
+        log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|r| r["kind"] == "train").collect();
+    assert_eq!(steps.len(), 3);
+    for (k, step) in steps.iter().enumerate() {
+        let (loss, norm) = (step["loss"].as_f64().unwrap(), step["grad_norm"].as_f64().unwrap());
+        let (rl, rn) = ((loss - want_loss[k]).abs() / want_loss[k], (norm - want_norm[k]).abs() / want_norm[k]);
+        eprintln!("step {}: loss {loss:.15} ({rl:.1e}), gradient norm {norm:.15} ({rn:.1e})", k + 1);
+        assert!(rl <= 1e-8 && rn <= 1e-8, "step {}: loss {loss} vs {}, gradient norm {norm} vs {}", k + 1, want_loss[k], want_norm[k]);
+    }
+    // The weights after three steps: the change from the start, per tensor.
+    let init = weights(Path::new(TINY_CHECKPOINT));
+    let got = weights(&dir.join("last.safetensors"));
+    let mut worst = 0f64;
+    for (key, want) in &f {
+        let Some(name) = key.strip_prefix("step3.") else { continue };
+        if want.dtype() == DType::I64 {
+            assert_eq!(got[name].to_vec0::<i64>().unwrap(), want.to_vec0::<i64>().unwrap(), "{name}");
+            continue;
+        }
+        let start = init[name].to_dtype(DType::F64).unwrap();
+        let r = rel(&(got[name].to_dtype(DType::F64).unwrap() - &start).unwrap(), &(want - &start).unwrap());
+        worst = worst.max(r);
+        assert!(r <= 1e-8, "{name}: relative error of the change {r:.2e}");
+    }
+    eprintln!("after three steps: worst relative error of a tensor's change {worst:.1e}");
+}
+
 #[test]
 fn three_deterministic_steps_match_the_reference() {
     let f = fixture("three_steps.safetensors");

@@ -52,21 +52,23 @@ def silog(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, focus: float
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32) -> torch.Tensor:
-    """The 1D kernel is made in float32 as the authors' module makes it;
-    the 2D window is its outer product in the run's precision (in float64
-    runs a float32-rounded product would dominate the comparison: SSIM's
-    variances E[x^2] - E[x]^2 cancel)."""
-    g = gaussian_kernel(size, sigma).to(dtype)
+    """The 1D kernel in the run's precision ([`gaussian_kernel`]); the 2D
+    window is its outer product in the run's precision (in float64 runs a
+    float32-rounded product would dominate the comparison: SSIM's variances
+    E[x^2] - E[x]^2 cancel)."""
+    g = gaussian_kernel(size, sigma, dtype).to(dtype)
     return (g[:, None] @ g[None, :])[None, None]
 
 
-def gaussian_kernel(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """The normalised 1D Gaussian in float32, formed in float64 and rounded
-    once (the authors form it in float32; the two differ by at most one
-    unit in the last place, and rounding once makes it reproducible)."""
+def gaussian_kernel(size: int = 11, sigma: float = 1.5, dtype=torch.float32) -> torch.Tensor:
+    """The normalised 1D Gaussian, formed in float64: in float32 runs rounded
+    once (the authors form it in float32; the two differ by at most one unit
+    in the last place, and rounding once makes it reproducible); in float64
+    runs kept, as the authors' code computes it in a float64 run."""
     coords = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    return (g / g.sum()).float()
+    g = g / g.sum()
+    return g if dtype == torch.float64 else g.float()
 
 
 def ssim(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -70,8 +70,7 @@ impl AxisMap {
 
     /// Correlation with `kernel` (odd length, centred) and zero padding:
     /// the same length out as in, as `F.conv2d(padding = k / 2)` along one axis.
-    pub fn convolution(len: usize, kernel: &[f32]) -> Self {
-        let kernel: Vec<f64> = kernel.iter().map(|&k| k as f64).collect();
+    pub fn convolution(len: usize, kernel: &[f64]) -> Self {
         let r = kernel.len() / 2;
         Self::from_rows(
             len,

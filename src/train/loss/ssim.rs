@@ -14,19 +14,28 @@ pub const SIGMA: f32 = 1.5;
 const C1: f64 = 0.01 * 0.01;
 const C2: f64 = 0.03 * 0.03;
 
-/// The normalised 1D Gaussian in f32, formed in f64 and rounded once
-/// (the authors form it in f32: the two differ by at most one unit in the
-/// last place, and rounding once is reproducible on every platform).
-pub fn gaussian_kernel() -> Vec<f32> {
+/// The normalised 1D Gaussian, in f64.
+pub fn gaussian_kernel_f64() -> Vec<f64> {
     let half = (WINDOW / 2) as f64;
     let sigma = SIGMA as f64;
     let g: Vec<f64> = (0..WINDOW).map(|i| (-(i as f64 - half).powi(2) / (2.0 * sigma * sigma)).exp()).collect();
     let sum: f64 = g.iter().sum();
-    g.iter().map(|v| (v / sum) as f32).collect()
+    g.iter().map(|v| v / sum).collect()
 }
 
-fn blur(h: usize, w: usize) -> SeparableMap {
-    let k = gaussian_kernel();
+/// The normalised 1D Gaussian in f32, formed in f64 and rounded once
+/// (the authors form it in f32: the two differ by at most one unit in the
+/// last place, and rounding once is reproducible on every platform).
+pub fn gaussian_kernel() -> Vec<f32> {
+    gaussian_kernel_f64().iter().map(|&v| v as f32).collect()
+}
+
+/// The window of a run in `dtype`: in f64 (the reference precision) the
+/// f64 kernel, as the authors' code forms it in a float64 run; otherwise
+/// the f32 one. Rounding the window of an f64 run to f32 would move SSIM by
+/// about 1e-8 relative, and Adam turns that into different steps.
+fn blur(h: usize, w: usize, dtype: DType) -> SeparableMap {
+    let k: Vec<f64> = if dtype == DType::F64 { gaussian_kernel_f64() } else { gaussian_kernel().iter().map(|&v| v as f64).collect() };
     SeparableMap::new(AxisMap::convolution(h, &k), AxisMap::convolution(w, &k))
 }
 
@@ -68,7 +77,7 @@ pub fn ssim(pred: &Tensor, gt: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let x2 = clamp(&x2, 0.0, 1.0)?.detach();
     // One blur over the five maps stacked as channels.
     let stacked = Tensor::cat(&[&x1, &x2, &x1.sqr()?, &x2.sqr()?, &(&x1 * &x2)?], 1)?;
-    let blurred = blur(h, w).apply(&stacked)?;
+    let blurred = blur(h, w, stacked.dtype()).apply(&stacked)?;
     let part = |i: usize| blurred.narrow(1, i, 1);
     let (mu1, mu2) = (part(0)?, part(1)?);
     let (mu1_sq, mu2_sq, mu1_mu2) = (mu1.sqr()?, mu2.sqr()?, (&mu1 * &mu2)?);
