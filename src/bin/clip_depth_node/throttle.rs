@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Distinct messages remembered; past this the memory is reset (bounded).
+/// Distinct messages remembered (bounded): past this, the ones whose
+/// period is over are forgotten first, then the longest-silent one.
 const MAX_KEYS: usize = 256;
 
 pub struct Throttle {
     period: Duration,
-    last: HashMap<String, Instant>,
+    /// Per message: when it was last let through, and last asked about.
+    last: HashMap<String, (Instant, Instant)>,
 }
 
 impl Throttle {
@@ -20,16 +22,25 @@ impl Throttle {
     /// True when this message may be logged now.
     pub fn allow(&mut self, message: &str) -> bool {
         let now = Instant::now();
-        match self.last.get(message) {
-            Some(t) if now.duration_since(*t) < self.period => false,
-            _ => {
-                if self.last.len() >= MAX_KEYS {
-                    self.last.clear();
+        if let Some((allowed, seen)) = self.last.get_mut(message) {
+            *seen = now;
+            if now.duration_since(*allowed) < self.period {
+                return false;
+            }
+            *allowed = now;
+            return true;
+        }
+        if self.last.len() >= MAX_KEYS {
+            let period = self.period;
+            self.last.retain(|_, (allowed, _)| now.duration_since(*allowed) < period);
+            if self.last.len() >= MAX_KEYS {
+                if let Some(oldest) = self.last.iter().min_by_key(|(_, (_, seen))| *seen).map(|(k, _)| k.clone()) {
+                    self.last.remove(&oldest);
                 }
-                self.last.insert(message.to_string(), now);
-                true
             }
         }
+        self.last.insert(message.to_string(), (now, now));
+        true
     }
 }
 
@@ -45,6 +56,9 @@ mod tests {
         assert!(t.allow("b"));
         for i in 0..2 * MAX_KEYS {
             t.allow(&i.to_string());
+            // A message repeating all along stays held back: the flood of
+            // new ones does not make the throttle forget it.
+            assert!(!t.allow("a"), "after {i} other messages");
         }
         assert!(t.last.len() <= MAX_KEYS);
     }
