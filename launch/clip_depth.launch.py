@@ -39,9 +39,9 @@ from launch_ros.substitutions import FindPackageShare
 # Launch argument -> node parameter, applied only when the argument is non-empty.
 _STRING_OVERRIDES = ('cameras', 'model_config', 'checkpoint', 'clip_weights', 'clip_config', 'device', 'dtype', 'model_type',
                      'depth_templates', 'obj_classes', 'depth_classes', 'bin_list', 'beyond_bins')
-# model_type -> the installed model config used when none is given.
-_DEFAULT_MODEL_CONFIGS = {'depthclip': 'depthclip_nyu.yaml', 'depthblip2': 'depthblip2_nyu.yaml',
-                          'depth_blip2': 'depthblip2_nyu.yaml'}
+# model_type spellings -> family and default model config: config/model_types.yaml,
+# generated from the node's own family registry (no copy of the list here).
+_MODEL_TYPES_FILE = 'model_types.yaml'
 # Launch argument -> float node parameter, applied only when non-empty.
 _FLOAT_OVERRIDES = ('depth_scale', 'temperature')
 # Boolean launch argument -> (node parameter, value when true, value when false).
@@ -102,6 +102,21 @@ def _params_file_sets(path, name):
     return False
 
 
+def _default_model_config(config_dir, model_type):
+    """The installed model config of a `model_type` (any spelling the node
+    accepts), from config/model_types.yaml; None when it has none."""
+    key = model_type.strip().lower().replace('-', '_').replace(' ', '_')
+    if not key:
+        return None
+    with open(os.path.join(config_dir, _MODEL_TYPES_FILE)) as f:
+        table = yaml.safe_load(f) or {}
+    entry = table.get(key)
+    if entry is None:
+        raise ValueError(f"launch argument model_type:={model_type!r} is not a known model family "
+                         f"({', '.join(sorted({e['family'] for e in table.values()}))})")
+    return entry.get('default_config')
+
+
 def _parse_bool(name, value):
     lowered = value.strip().lower()
     if lowered in ('true', '1', 'yes', 'on'):
@@ -146,11 +161,11 @@ def _launch_node(context, *args, **kwargs):
                 overrides[name] = float(arg(name))
             except ValueError:
                 raise ValueError(f"launch argument {name}:={arg(name)!r} is not a number") from None
-    default_config = _DEFAULT_MODEL_CONFIGS.get(overrides.get('model_type', '').strip().lower())
+    share_config = os.path.join(get_package_share_directory('clip_depth_ros'), 'config')
+    default_config = _default_model_config(share_config, overrides.get('model_type', ''))
     if (default_config and 'model_config' not in overrides
             and not _params_file_sets(arg('params_file'), 'model_config')):
-        overrides['model_config'] = os.path.join(get_package_share_directory('clip_depth_ros'),
-                                                 'config', default_config)
+        overrides['model_config'] = os.path.join(share_config, default_config)
 
     image_topic = arg('image_topic')
     parameters = [arg('params_file')]

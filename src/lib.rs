@@ -1,6 +1,21 @@
-//! Monocular metric depth with candle (SPACE-CLIP), plus the pure geometry a
-//! ROS depth node needs. Nothing in this library depends on ROS.
+//! Monocular metric depth with candle (SPACE-CLIP, DepthCLIP, DepthBLIP-2),
+//! plus the pure geometry a ROS depth node needs. Nothing in this library
+//! depends on ROS.
+//!
+//! The modules form layers, and each uses only the layers below it
+//! (docs/architecture.md draws them):
+//!
+//! 1. foundations: [`error`], [`rng`], [`progress`], [`config_text`], [`device`]
+//! 2. [`kernels`]: the CPU hot loops behind the layers
+//! 3. [`image`], [`geometry`]: pixels and resampling; intrinsics, clouds, transforms
+//! 4. [`weights`]: tensor files and the names other formats give tensors
+//! 5. [`model`]: the families (one folder each) and what they share
+//! 6. [`data`]: datasets, recordings, synthetic scenes
+//! 7. [`eval`], then [`train`]: the protocol and metrics; the trainer
+//! 8. [`estimator`]: frames in, depth maps out, for any family
+//! 9. [`node`]: the ROS-free logic of a depth node (the binaries sit on top)
 
+pub mod config_text;
 pub mod data;
 pub mod device;
 pub mod error;

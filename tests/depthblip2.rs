@@ -140,7 +140,7 @@ fn image_tokens_query_outputs_and_depth_match_in_every_format() {
     for (label, files, expected) in formats() {
         let est = load(&files);
         assert_eq!(est.family(), ModelFamily::DepthBlip2);
-        let model = est.model().as_depth_blip2().unwrap();
+        let model = est.model().downcast_ref::<clip_depth_ros::model::DepthBlip2>().unwrap();
         // The NYU crop, Pillow bilinear to 224, ImageNet statistics.
         let pixels = est.preprocess(&[view]).unwrap();
         worst = worst.max(assert_close(&format!("{label}: pixels"), &pixels.squeeze(0).unwrap(), &npy(dir().join("pixel_values_nyu.npy")), 1e-6));
@@ -423,8 +423,8 @@ fn clip_depth_train_adapts_the_bins_end_to_end() {
     let files = ModelFiles { config: out.join("config.yaml"), checkpoint: dir().join("eva/hf/model.safetensors"), clip_weights: None, clip_config: None };
     let est = load(&files);
     // A model key given with --set is the model's in training and in the config written.
-    assert_eq!(est.model().as_depth_blip2().unwrap().config().temperature, 0.7);
-    let bins = est.model().as_depth_blip2().unwrap().bins().to_vec();
+    assert_eq!(est.model().downcast_ref::<clip_depth_ros::model::DepthBlip2>().unwrap().config().temperature, 0.7);
+    let bins = est.model().downcast_ref::<clip_depth_ros::model::DepthBlip2>().unwrap().bins().to_vec();
     for (a, b) in bins.iter().zip(&after) {
         assert!((a - b).abs() < 1e-5, "{bins:?} vs {after:?}");
     }
@@ -486,7 +486,7 @@ fn transformers_5_packed_qkv_bias_loads_and_a_nonzero_k_bias_is_refused() {
     let mut good = by_name.clone();
     packed(&mut good, 0.0);
     let est = load(&write(&good, tmp.path()));
-    let model = est.model().as_depth_blip2().unwrap();
+    let model = est.model().downcast_ref::<clip_depth_ros::model::DepthBlip2>().unwrap();
     let emb = model.image_embeds(&npy(d.join("pixel_values_nyu.npy")).unsqueeze(0).unwrap()).unwrap();
     assert_close("packed qkv.bias: image tokens", &emb.squeeze(0).unwrap(), &npy(d.join("eva/expected/hf/image_embeds_224.npy")), BAR);
 

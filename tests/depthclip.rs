@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
-use clip_depth_ros::model::depthclip::PromptOverrides;
+use clip_depth_ros::model::prompt_bins::PromptOverrides;
 use clip_depth_ros::model::{ModifiedResNet, ResnetConfig};
 use clip_depth_ros::weights::ClipStateDict;
 use clip_depth_ros::estimator::{ModelFamily, ModelOverrides};
@@ -72,7 +72,7 @@ fn every_format_gives_the_reference_text_features() {
     for (tower, format, files) in formats() {
         let est = load(&files);
         assert_eq!(est.family(), ModelFamily::DepthClip);
-        let ours = est.model().as_depth_clip().unwrap().text_features().t().unwrap();
+        let ours = est.model().downcast_ref::<clip_depth_ros::model::DepthClip>().unwrap().text_features().t().unwrap();
         assert_close(&format!("{format}: text features"), &ours, &expected(tower, "text_features.npy"), BAR);
     }
 }
@@ -95,7 +95,7 @@ fn resnet_tokens_and_depth_match_from_the_torchscript_and_the_bin() {
     let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
     for (tower, format, files) in formats().into_iter().filter(|f| f.0 == "rn") {
         let est = load(&files);
-        let model = est.model().as_depth_clip().unwrap();
+        let model = est.model().downcast_ref::<clip_depth_ros::model::DepthClip>().unwrap();
         let pixels = est.preprocess(&[view]).unwrap();
         assert_eq!(pixels.dims(), &[1, 3, 416, 544], "{format}: the NYU crop");
         let (tokens, grid) = model.image_tokens(&pixels).unwrap();
@@ -132,7 +132,7 @@ fn vit_tokens_and_depth_match_from_hugging_face_and_open_clip_files() {
     let px64 = expected("rn", "pixel_values_64.npy");
     for (tower, format, files) in formats().into_iter().filter(|f| f.0 == "vit") {
         let est = load(&files);
-        let model = est.model().as_depth_clip().unwrap();
+        let model = est.model().downcast_ref::<clip_depth_ros::model::DepthClip>().unwrap();
         let pixels = est.preprocess(&[view]).unwrap();
         assert_close(&format!("{format}: Pillow squash to 128x96"), &pixels, &expected(tower, "pixel_values_96x128.npy"), 1e-6);
         let (tokens, grid) = model.image_tokens(&pixels).unwrap();
@@ -158,7 +158,7 @@ fn vit_position_table_resized_on_the_grid() {
     let est = load(&files);
     let (px, w, h) = frame();
     let pixels = est.preprocess(&[ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap()]).unwrap();
-    let (tokens, _) = est.model().as_depth_clip().unwrap().image_tokens(&pixels).unwrap();
+    let (tokens, _) = est.model().downcast_ref::<clip_depth_ros::model::DepthClip>().unwrap().image_tokens(&pixels).unwrap();
     assert_close("grid-bilinear tokens", &tokens, &expected("vit", "image_tokens_96x128_grid_bilinear.npy"), BAR);
 }
 
@@ -217,7 +217,7 @@ fn overrides_replace_the_prompts_and_bins() {
     };
     let mut est = DepthEstimator::load_with(&files, &overrides, DeviceSpec::Cpu, ModelDType::default()).unwrap();
     est.set_beyond_bins(clip_depth_ros::model::prompt_bins::BeyondBins::Keep);
-    assert_eq!(est.model().as_depth_clip().unwrap().text_features().dims(), &[16, 2]);
+    assert_eq!(est.model().downcast_ref::<clip_depth_ros::model::DepthClip>().unwrap().text_features().dims(), &[16, 2]);
     assert_eq!(est.depth_range(), (1.0, 5.0));
     let bad = ModelOverrides { prompts: PromptOverrides { bin_list: Some(vec![1.0]), ..Default::default() }, ..overrides.clone() };
     let err = match DepthEstimator::load_with(&files, &bad, DeviceSpec::Cpu, ModelDType::default()) {

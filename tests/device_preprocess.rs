@@ -7,7 +7,6 @@ mod common;
 
 use candle_core::Device;
 use clip_depth_ros::image::device_preprocess::DevicePreprocessor;
-use clip_depth_ros::image::preprocess::Preprocessor;
 use clip_depth_ros::{ImageView, PixelFormat};
 use common::*;
 
@@ -26,7 +25,7 @@ fn on_device(pre: &DevicePreprocessor, view: &ImageView<'_>) -> Vec<f32> {
 #[test]
 fn matches_pillow_pixels_of_the_reference() {
     let est = load(&tiny_clip_files("checkpoint.safetensors"));
-    let pre = DevicePreprocessor::for_backbone(est.model().backbone_config());
+    let pre = est.model().input_description().device_preprocessor();
     let (px, w, h) = rgb("scene_640x480.png");
     let ours = on_device(&pre, &ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap());
     let worst = worst_difference(&ours, &golden(tiny_clip().join("expected/pixel_values_640x480.npy")));
@@ -36,8 +35,8 @@ fn matches_pillow_pixels_of_the_reference() {
 #[test]
 fn every_layout_and_stride_matches_the_cpu_path() {
     let est = load(&tiny_clip_files("checkpoint.safetensors"));
-    let cfg = est.model().backbone_config();
-    let (pre, cpu) = (DevicePreprocessor::for_backbone(cfg), Preprocessor::for_backbone(cfg));
+    let cfg = est.model().input_description();
+    let (pre, cpu) = (cfg.device_preprocessor(), cfg.preprocessor());
     for scene in ["scene_640x480.png", "scene_224.png"] {
         let (rgb, w, h) = rgb(scene);
         let bgra: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0], 7]).collect();

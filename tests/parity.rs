@@ -31,7 +31,7 @@ fn every_hidden_state_and_the_pooler_match_hf_clip() {
     let (px, w, h) = rgb("scene_224.png");
     let pixels = est.preprocess(&[ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap()]).unwrap();
     let taps: Vec<usize> = (0..=12).collect();
-    let out = est.model().hidden_states(&pixels, &taps).unwrap();
+    let out = est.model().downcast_ref::<clip_depth_ros::model::SpaceClip>().unwrap().hidden_states(&pixels, &taps).unwrap();
     let reference = Tensor::read_npy(tiny_clip().join("expected/hidden_states_224.npy")).unwrap();
     assert_eq!(reference.dims(), &[13, 197, 64]);
     for (k, h) in out.hidden_states.iter().enumerate() {
@@ -120,7 +120,7 @@ fn siglip_backbone_and_depth_match() {
     let view = ImageView::packed(&px, w, h, PixelFormat::Rgb8).unwrap();
     let pixels = est.preprocess(&[view]).unwrap();
     let taps: Vec<usize> = (0..=12).collect();
-    let out = est.model().hidden_states(&pixels, &taps).unwrap();
+    let out = est.model().downcast_ref::<clip_depth_ros::model::SpaceClip>().unwrap().hidden_states(&pixels, &taps).unwrap();
     let reference = Tensor::read_npy(tiny_siglip().join("expected/hidden_states_224.npy")).unwrap();
     assert_eq!(reference.dims(), &[13, 196, 64]);
     for (k, h) in out.hidden_states.iter().enumerate() {

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use clip_depth_ros::model::BackboneKind;
-use clip_depth_ros::weights::{infer_architecture, StateDict};
+use clip_depth_ros::model::spaceclip::infer_architecture;
+use clip_depth_ros::weights::StateDict;
 use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, ModelDType, ModelFiles, PixelFormat};
 use common::*;
 

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::train::config::config_text;
+use crate::config_text::config_text;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {

@@ -3,7 +3,7 @@
 //! loaded on worker threads ahead of the model, and an on-disk cache of a
 //! frozen encoder's features.
 
-pub mod cache;
+pub mod depth;
 pub mod export;
 pub mod file_list;
 pub mod loader;

@@ -6,8 +6,8 @@
 //! keeping the nearest surface where several land on one (z-buffer).
 //! Colour pixels nothing lands on stay holes (0), never filled in.
 
-use crate::data::rosbag::depth::DepthImage;
-use crate::data::rosbag::tf::Rigid;
+use crate::data::depth::DepthImage;
+use crate::geometry::Rigid;
 use crate::geometry::PinholeIntrinsics;
 
 /// A camera: its intrinsics and image size.
@@ -79,7 +79,7 @@ pub fn reproject(depth: &DepthImage, from: &Camera, to: &Camera, depth_to_colour
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::rosbag::depth::DepthPixels;
+    use crate::data::depth::DepthPixels;
 
     fn cam(f: f64, w: usize, h: usize) -> Camera {
         Camera {

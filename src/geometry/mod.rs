@@ -11,6 +11,7 @@
 //!   range test from a node's `min_range` / `max_range`.
 //! - [`camera_info`]: whether a camera_info describes a given image.
 //! - [`depth_summary`]: min / median / max of the published readings.
+//! - [`rigid`]: rigid transforms between frames (TF).
 
 pub mod backproject;
 pub mod camera_info;
@@ -18,6 +19,7 @@ pub mod depth_image;
 pub mod depth_summary;
 pub mod intrinsics;
 pub mod pointcloud;
+pub mod rigid;
 
 pub use backproject::{backproject, Backprojector, SampleGrid};
 pub use camera_info::check_camera_info;
@@ -26,6 +28,7 @@ pub use depth_image::{
     RangeLimits,
 };
 pub use depth_summary::DepthSummary;
+pub use rigid::Rigid;
 pub use intrinsics::{
     bake_roi_and_binning, depth_camera_info, scale_camera_info, CameraInfoData, PinholeIntrinsics,
     RegionOfInterest,

@@ -16,7 +16,6 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::model::BackboneConfig;
 use crate::error::{Error, Result};
 use crate::image::{ImageView, PixelFormat};
 use crate::image::pil_resize::{tap_matrix_transposed, vertical_pass_first, PRECISION_BITS};
@@ -95,10 +94,6 @@ impl DevicePreprocessor {
             #[cfg(feature = "cuda")]
             staging: Mutex::new(None),
         }
-    }
-
-    pub fn for_backbone(cfg: &BackboneConfig) -> Self {
-        Self::new(cfg.image_size, cfg.image_mean, cfg.image_std)
     }
 
     /// Normalised (B, 3, S, S) f32 planes of `images` on `device`.

@@ -1,8 +1,7 @@
 //! Pixels: borrowed frames in ROS encodings, Pillow-exact resampling, the
 //! model's preprocessing (on the CPU or the device), depth resizing and
-//! colour maps.
+//! colour maps. Below the models: nothing here knows a model.
 
-pub mod bilinear;
 pub mod colormap;
 pub mod device_preprocess;
 pub mod pil_geometry;

@@ -4,7 +4,7 @@
 //! clamp to the depth range fused into the same pass. On the CPU this is
 //! one pass over the output instead of candle's resize, clamp and copy.
 
-use crate::image::bilinear::resize_plane;
+use crate::kernels::bilinear::resize_plane;
 
 /// `src` (in_h x in_w) resized to out_w x out_h and clamped to [lo, hi].
 pub fn resize_bilinear_clamped(

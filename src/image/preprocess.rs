@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 
 
-use crate::model::BackboneConfig;
 use crate::error::Result;
 use crate::image::{ImageView, PixelFormat};
 use crate::image::pil_resize::{resize_with, Filter};
@@ -49,10 +48,6 @@ impl Preprocessor {
 
     pub fn filter(&self) -> Filter {
         self.filter
-    }
-
-    pub fn for_backbone(cfg: &BackboneConfig) -> Self {
-        Self::new(cfg.image_size, cfg.image_mean, cfg.image_std)
     }
 
     /// The model's input side length S (the width of a non-square input).

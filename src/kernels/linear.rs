@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 
 use super::avx512::{Epilogue, PackedLinear};
 use super::contiguous_f32;
-use crate::model::Activation;
+use super::activation::Activation;
 
 /// [`crate::model::layers::Linear`] with weights packed for the AVX-512 kernel: (x, bias) ->
 /// act(x W^T + b).

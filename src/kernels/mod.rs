@@ -4,7 +4,9 @@
 //! candle's own ops for other devices and dtypes at its call site.
 
 pub mod attention;
+pub mod activation;
 pub mod avx512;
+pub mod bilinear;
 pub mod conv;
 pub mod conv_transpose;
 pub mod gemm;

@@ -22,7 +22,7 @@ impl CustomOp1 for CpuResizeBilinear {
         let (h, w) = (self.h, self.w);
         let mut out = vec![0f32; b * c * h * w];
         out.par_chunks_exact_mut(h * w).zip(x.par_chunks_exact(in_h * in_w)).for_each_init(Vec::new, |rows, (o, s)| {
-            crate::image::bilinear::resize_plane(s, in_w, in_h, o, w, h, rows, |v| v)
+            super::bilinear::resize_plane(s, in_w, in_h, o, w, h, rows, |v| v)
         });
         Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
     }

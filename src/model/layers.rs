@@ -185,7 +185,7 @@ pub fn conv_transpose2x2(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Co
 /// Bilinear resize (align_corners = false, no antialias), as PyTorch's
 /// `F.interpolate(mode="bilinear")`; a no-op when the size already matches.
 /// On the CPU in f32 the planes are resampled in parallel by
-/// [`crate::image::bilinear`] (separable; candle's CPU resize is per-pixel).
+/// [`crate::kernels::bilinear`] (separable; candle's CPU resize is per-pixel).
 pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     let (_, _, xh, xw) = x.dims4()?;
     if (xh, xw) == (h, w) {

@@ -15,6 +15,8 @@
 
 use candle_core::{Result, Tensor};
 
+pub use crate::model::input::{Crop, InputGeometry, Region};
+
 /// Probabilities `p` with the classes along `dim` -> the signed margin by
 /// which an end class leads all the others (same shape with `dim` of size 1):
 /// `max(0, p_last - max(others)) - max(0, p_first - max(others))`.
@@ -57,6 +59,24 @@ pub fn flip_width(x: &Tensor) -> Result<Tensor> {
     let w = x.dim(3)?;
     let index = Tensor::from_vec((0..w as u32).rev().collect::<Vec<_>>(), w, x.device())?;
     x.index_select(&index, 3)
+}
+
+/// Replacements for the prompt and bin settings (the node's parameters);
+/// `None` keeps the YAML's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptOverrides {
+    pub depth_templates: Option<Vec<String>>,
+    pub obj_classes: Option<Vec<String>>,
+    pub depth_classes: Option<Vec<String>>,
+    pub bin_list: Option<Vec<f64>>,
+    pub depth_scale: Option<f64>,
+    pub temperature: Option<f64>,
+}
+
+impl PromptOverrides {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// What to do with the pixels an end class leads ([`edge_margin`]).

@@ -317,7 +317,7 @@ pub fn cache_samples(
     use crate::error::Error;
     let model = est
         .model()
-        .as_depth_blip2()
+        .downcast_ref::<crate::model::DepthBlip2>()
         .ok_or_else(|| Error::ModelConfig("bin training needs a DepthBLIP-2 model (model_type: depthblip2)".into()))?;
     let entries = crate::data::file_list::read_list(list)?;
     if entries.is_empty() {

@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_norway::Value;
 
 use crate::error::{Error, Result};
+pub use crate::config_text::config_text;
 pub use crate::eval::EvalCrop;
-use crate::estimator::ModelFamily;
+use crate::model::{ModelFamily, Training};
 use crate::model::DecoderConfig;
 
 /// `aux_loss_weights`: one weight for every head, or one per head.
@@ -221,36 +222,6 @@ fn d_skip_limit() -> usize {
     20
 }
 
-/// The YAML text of a config file with `key=value` overrides applied
-/// (values parsed as YAML; dotted keys address nested mappings).
-pub fn config_text(path: &Path, overrides: &[String]) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
-    if overrides.is_empty() {
-        return Ok(text);
-    }
-    let bad = |message: String| Error::Config { path: path.to_owned(), message };
-    let mut value: Value = serde_norway::from_str(&text).map_err(|e| bad(format!("not valid YAML: {e}")))?;
-    for item in overrides {
-        let (key, raw) = item.split_once('=').ok_or_else(|| bad(format!("--set {item:?} is not key=value")))?;
-        let parsed: Value = if raw.is_empty() {
-            Value::String(String::new())
-        } else {
-            serde_norway::from_str(raw).map_err(|e| bad(format!("--set {key}: {e}")))?
-        };
-        let mut node = &mut value;
-        let parts: Vec<&str> = key.trim().split('.').collect();
-        for (i, part) in parts.iter().enumerate() {
-            let map = node.as_mapping_mut().ok_or_else(|| bad(format!("--set {key}: not a mapping at {part:?}")))?;
-            if i + 1 == parts.len() {
-                map.insert(Value::String(part.to_string()), parsed.clone());
-                break;
-            }
-            node = map.entry(Value::String(part.to_string())).or_insert_with(|| Value::Mapping(Default::default()));
-        }
-    }
-    serde_norway::to_string(&value).map_err(|e| bad(e.to_string()))
-}
-
 impl TrainConfig {
     /// Parses and validates; errors name the key.
     pub fn from_yaml_str(text: &str) -> Result<Self, String> {
@@ -262,16 +233,15 @@ impl TrainConfig {
     pub fn load(path: &Path, overrides: &[String]) -> Result<(Self, DecoderConfig)> {
         let text = config_text(path, overrides)?;
         let wrap = |message: String| Error::Config { path: path.to_owned(), message };
-        // Only SPACE-CLIP has a trainable part so far.
+        // The decoder recipe: for the families that train a decoder.
         let family = match serde_norway::from_str::<Value>(&text).ok().as_ref().and_then(|v| v.get("model_type")) {
             Some(Value::String(name)) => ModelFamily::parse(name).map_err(wrap)?,
             _ => ModelFamily::SpaceClip,
         };
-        if family != ModelFamily::SpaceClip {
-            return Err(wrap(format!(
-                "model_type {} has nothing to train here (DepthCLIP is zero-shot); clip_depth train trains space_clip models",
-                format!("{family:?}").to_lowercase()
-            )));
+        match family.imp().training() {
+            Training::Decoder => {}
+            Training::Bins => return Err(wrap(format!("model_type {} trains its bins, not a decoder", family.name()))),
+            Training::ZeroShot => return Err(wrap(format!("model_type {} has nothing to train ({} is zero-shot)", family.name(), family.title()))),
         }
         let train = Self::from_yaml_str(&text).map_err(wrap)?;
         let model = DecoderConfig::from_yaml_str(&text).map_err(wrap)?;

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::estimator::ModelFiles;
+use crate::model::ModelFiles;
 use crate::model::nn::{InitSource, TrainableModel};
 use crate::model::{DecoderConfig, Precision, TrainOptions, TrainableSpaceClip};
-use crate::weights::{expected_tensors, is_backbone, read_tensor_file, training_name};
+use crate::model::spaceclip::expected_tensors;
+use crate::weights::{is_backbone, read_tensor_file, training_name};
 
 /// Where a training run's weights come from.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +67,7 @@ pub fn load_trainable(
         clip_weights: sources.clip_weights.clone(),
         clip_config: sources.clip_config.clone(),
     };
-    let backbone_cfg = files.backbone_config(decoder)?;
+    let backbone_cfg = crate::model::spaceclip::backbone_config(&files, decoder)?;
     let mut tensors = HashMap::new();
     let mut origin = HashMap::new();
     for path in sources.init.iter().chain(&sources.clip_weights) {

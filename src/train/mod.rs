@@ -2,6 +2,7 @@
 //! EMA, validation and best selection) over any [`crate::model::nn::TrainableModel`].
 
 pub mod bins;
+pub mod cache;
 pub mod config;
 pub mod ema;
 pub mod load;

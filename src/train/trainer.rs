@@ -23,7 +23,7 @@ use super::loss::{total_loss, valid_mask, LossTerms, LossWeights};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use super::schedule::Schedule;
 use super::state::{self, Progress as Counters};
-use crate::data::cache::{CachedSample, FeatureCache, Fingerprint};
+use crate::train::cache::{CachedSample, FeatureCache, Fingerprint};
 use crate::data::{read_list, Augment, DataSpec, ListEntry, Loader, Sample, SkipLog};
 use crate::error::{Error, Result};
 use crate::eval::visuals::{panel_row, save_png, stack};

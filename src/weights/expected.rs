@@ -9,9 +9,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
-use crate::model::{BackboneConfig, DecoderConfig};
 use crate::error::{Error, Result};
-use crate::model::SpaceClip;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedTensor {
@@ -49,17 +47,6 @@ impl SimpleBackend for Recorder {
     fn contains_tensor(&self, name: &str) -> bool {
         self.present.contains(name)
     }
-}
-
-/// Every tensor SPACE-CLIP with these configs reads, in build order.
-/// `present` is the set of canonical names the checkpoint has (optional
-/// tensors are expected only when present).
-pub fn expected_tensors(
-    backbone: &BackboneConfig,
-    decoder: &DecoderConfig,
-    present: &HashSet<String>,
-) -> Result<Vec<ExpectedTensor>> {
-    record_tensors(present, |vb| SpaceClip::new(vb, backbone, decoder).map(|_| ()))
 }
 
 /// Every tensor `build` reads when given a recorder for its weights: the

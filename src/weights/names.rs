@@ -2,7 +2,8 @@
 //! `clip_vision_model.vision_model.<HF name>` for the backbone, the
 //! decoder's own names for the rest.
 
-use crate::model::BACKBONE_PREFIX;
+/// Where a SPACE-CLIP checkpoint keeps its CLIP vision tower.
+pub const BACKBONE_PREFIX: &str = "clip_vision_model.vision_model";
 
 /// What a stored tensor name is to the model.
 #[derive(Debug, Clone, PartialEq, Eq)]

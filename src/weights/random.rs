@@ -5,10 +5,7 @@ use std::collections::HashSet;
 
 use candle_core::{Device, Tensor};
 
-use super::expected::{expected_tensors, ExpectedTensor};
-use super::file::{FileFormat, TensorFile};
-use super::state_dict::StateDict;
-use crate::model::{BackboneConfig, DecoderConfig};
+use super::expected::{record_tensors, ExpectedTensor};
 use crate::error::Result;
 
 /// A small deterministic generator (xorshift64*), so a seed gives the same
@@ -25,20 +22,20 @@ impl Rng {
     }
 }
 
-/// Every tensor the model reads, filled uniformly (see [`fill_uniform`]).
-pub fn random_state_dict(backbone: &BackboneConfig, decoder: &DecoderConfig, seed: u64) -> Result<StateDict> {
-    let tensors = fill_uniform(expected_tensors(backbone, decoder, &HashSet::new())?, seed)?;
-    StateDict::from_tensor_files(vec![TensorFile {
-        path: "random".into(),
-        format: FileFormat::Safetensors,
-        tensors,
-    }])
+/// Every tensor `build` reads (see [`record_tensors`]), filled uniformly
+/// from `seed` (see [`fill_uniform`]).
+pub fn random_tensors(
+    present: &HashSet<String>,
+    build: impl FnOnce(candle_nn::VarBuilder<'static>) -> candle_core::Result<()>,
+    seed: u64,
+) -> Result<Vec<(String, Tensor)>> {
+    fill_uniform(record_tensors(present, build)?, seed)
 }
 
 /// Random values for every tensor of `expected`, from `seed`: weights in
 /// +-1/sqrt(fan_in), LayerNorm/BatchNorm scales near 1, biases and BN
 /// means near 0, BN variances positive. Every random-weight model uses it.
-pub(crate) fn fill_uniform(expected: Vec<ExpectedTensor>, seed: u64) -> Result<Vec<(String, Tensor)>> {
+pub fn fill_uniform(expected: Vec<ExpectedTensor>, seed: u64) -> Result<Vec<(String, Tensor)>> {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut tensors = Vec::with_capacity(expected.len());
     for e in expected {

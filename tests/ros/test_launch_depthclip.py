@@ -7,8 +7,10 @@ for where they are not installed: what is tested is the file's own logic."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -26,8 +28,11 @@ class _Config:
 
 
 def _load(monkeypatch, values, share):
-    """The launch module with stand-ins that record the Node it builds."""
+    """The launch module with stand-ins that record the Node it builds; `share`
+    stands for the installed package (its config/model_types.yaml copied in)."""
     built = {}
+    (Path(share) / 'config').mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / 'config' / 'model_types.yaml', Path(share) / 'config' / 'model_types.yaml')
 
     def node(**kwargs):
         built.update(kwargs)
@@ -99,3 +104,21 @@ def test_depthblip2_gets_its_installed_config_and_temperature(monkeypatch, tmp_p
     overrides = _load(monkeypatch, values, tmp_path / 'share')['parameters'][1]
     assert overrides['model_config'] == str(tmp_path / 'share' / 'config' / 'depthblip2_nyu.yaml')
     assert overrides['temperature'] == 0.05
+
+
+def test_every_spelling_the_node_accepts_finds_its_installed_config(monkeypatch, tmp_path):
+    """The launch file reads the family table the node's registry writes
+    (config/model_types.yaml), so it accepts what the node accepts."""
+    pytest.importorskip('yaml')
+    for spelling, config in [('depth_clip', 'depthclip_nyu.yaml'), ('DepthBLIP-2', 'depthblip2_nyu.yaml'),
+                             ('depth_blip_2', 'depthblip2_nyu.yaml')]:
+        values = _defaults(tmp_path / 'none.yaml')
+        values.update({'model_type': spelling, 'checkpoint': '/w/model.safetensors'})
+        overrides = _load(monkeypatch, values, tmp_path / 'share')['parameters'][1]
+        assert overrides['model_config'] == str(tmp_path / 'share' / 'config' / config), spelling
+    values = _defaults(tmp_path / 'none.yaml')
+    values.update({'model_type': 'space_clip'})
+    assert 'model_config' not in _load(monkeypatch, values, tmp_path / 'share')['parameters'][1]
+    values.update({'model_type': 'midas'})
+    with pytest.raises(ValueError, match='midas'):
+        _load(monkeypatch, values, tmp_path / 'share')

@@ -8,15 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use clip_depth_ros::estimator::{DepthModel, ModelFamily};
-use clip_depth_ros::model::depthclip::ClipArchitecture;
-use clip_depth_ros::model::text::ClipTokenizer;
-use clip_depth_ros::model::{BackboneConfig, DecoderConfig, DepthClip, DepthClipConfig};
-use clip_depth_ros::model::SpaceClip;
-use clip_depth_ros::model::blip2::Blip2Config;
-use clip_depth_ros::model::depthblip2::find_tokenizer;
-use clip_depth_ros::model::{DepthBlip2, DepthBlip2Config};
-use clip_depth_ros::weights::{random_blip2_state_dict, random_clip_state_dict, random_state_dict};
+use clip_depth_ros::model::spaceclip::random_state_dict;
+use clip_depth_ros::model::{BackboneConfig, DecoderConfig, ModelFiles, SpaceClip};
 use clip_depth_ros::device::memory;
 use clip_depth_ros::{DepthEstimator, DeviceSpec, ImageView, PixelFormat, StageTimings};
 
@@ -80,58 +73,16 @@ fn load(args: &BenchArgs) -> Result<(DepthEstimator, &'static str)> {
         return Ok((model.load()?, "checkpoint"));
     }
     if let Some(config) = &args.config {
-        match ModelFamily::of_config(config)? {
-            ModelFamily::DepthClip => return Ok((random_depth_clip(config, args)?, "random")),
-            ModelFamily::DepthBlip2 => return Ok((random_depth_blip2(config, args)?, "random")),
-            ModelFamily::SpaceClip => {}
-        }
+        // Random weights of the architecture the config (and --clip-config) describe.
+        let files = ModelFiles { config: config.clone(), clip_config: args.backbone.clip_config.clone(), ..Default::default() };
+        return Ok((DepthEstimator::random(&files, args.run.device, args.run.dtype)?, "random"));
     }
-    let (backbone, decoder) = architecture(args.config.as_deref(), args.backbone.clip_config.as_deref(), &args.preset)?;
+    // The official SPACE-CLIP at full size: its defaults on a preset backbone.
+    let (backbone, decoder) = architecture(None, args.backbone.clip_config.as_deref(), &args.preset)?;
     let device = args.run.device.open()?;
     let vb = random_state_dict(&backbone, &decoder, 0)?.into_var_builder(args.run.dtype.0, &device);
     let model = SpaceClip::new(vb, &backbone, &decoder)?;
-    Ok((DepthEstimator::from_model(model, device, args.run.dtype.0, args.preset.clone()), "random"))
-}
-
-/// DepthCLIP over a random CLIP of the architecture `clip_vis` names (or
-/// `--clip-config` describes); the text features come from random text
-/// weights too, which costs nothing at inference.
-fn random_depth_clip(config: &std::path::Path, args: &BenchArgs) -> Result<DepthEstimator> {
-    let cfg = DepthClipConfig::from_yaml_file(config)?;
-    let arch = match &args.backbone.clip_config {
-        Some(path) => ClipArchitecture::from_json_file(path)?,
-        None => ClipArchitecture::preset(&cfg.clip_vis).with_context(|| {
-            format!("clip_vis {:?} is not a known CLIP ({}); give --clip-config", cfg.clip_vis, ClipArchitecture::PRESETS.join(", "))
-        })?,
-    };
-    let device = args.run.device.open()?;
-    let vb = random_clip_state_dict(&arch, 0)?.into_var_builder(args.run.dtype.0, &device);
-    let model = DepthClip::new(vb, &cfg, &arch, &ClipTokenizer::openai())?;
-    Ok(DepthEstimator::from_depth_clip(model, device, args.run.dtype.0, format!("DepthCLIP {}", cfg.clip_vis)))
-}
-
-/// DepthBLIP-2 over a random BLIP-2 of the shapes `blip2_vis` names (or a
-/// Hugging Face `--clip-config` describes), the YAML's bins.
-fn random_depth_blip2(config: &std::path::Path, args: &BenchArgs) -> Result<DepthEstimator> {
-    let cfg = DepthBlip2Config::from_yaml_file(config)?;
-    let arch = match &args.backbone.clip_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Blip2Config::from_hf_json(&text, &cfg.hints()).map_err(anyhow::Error::msg).with_context(|| path.display().to_string())?
-        }
-        None => Blip2Config::preset(&cfg.blip2_vis).with_context(|| {
-            format!("blip2_vis {:?} is not a known BLIP-2 ({}); give --clip-config", cfg.blip2_vis, Blip2Config::PRESETS.join(", "))
-        })?,
-    };
-    let device = args.run.device.open()?;
-    let vb = random_blip2_state_dict(&arch, 0)?.into_var_builder(args.run.dtype.0, &device);
-    // The YAML's tokenizer, else one beside --clip-config, else bert-base-uncased.
-    let tokenizer = match &args.backbone.clip_config {
-        Some(path) => find_tokenizer(&cfg, path)?,
-        None => find_tokenizer(&cfg, std::path::Path::new(""))?,
-    };
-    let model = DepthBlip2::new(vb, &cfg, &arch, &tokenizer, cfg.scaled_bins())?;
-    Ok(DepthEstimator::from_depth_blip2(model, device, args.run.dtype.0, format!("DepthBLIP-2 {} ({})", cfg.blip2_vis, arch.describe())))
+    Ok((DepthEstimator::new(Box::new(model), device, args.run.dtype.0).with_name(args.preset.clone()), "random"))
 }
 
 /// The architecture of random weights: the training YAML (or the official
@@ -171,11 +122,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if args.train {
         clip_depth_ros::retain_freed_memory();
         if let Some(config) = &args.config {
-            let family = clip_depth_ros::estimator::ModelFamily::of_config(config)?;
+            let family = clip_depth_ros::model::ModelFamily::of_config(config)?;
             anyhow::ensure!(
-                family == clip_depth_ros::estimator::ModelFamily::SpaceClip,
-                "--train: {} is a {family:?} model, which has nothing to train",
-                config.display()
+                family.imp().training() == clip_depth_ros::model::Training::Decoder,
+                "--train times a decoder's training step: {} is a {} model, which has none",
+                config.display(),
+                family.title()
             );
         }
         let (backbone, decoder) = architecture(args.config.as_deref(), args.backbone.clip_config.as_deref(), &args.preset)?;
@@ -239,26 +191,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         results.push((batch, stages, fps, memory::peak_mib(estimator.device())));
     }
     let peak = peak_rss_mib();
-    let cfg = estimator.model().backbone_config();
+    let model_desc = estimator.model().describe();
     let (in_w, in_h) = estimator.input_dims();
-    let model_desc = match estimator.model() {
-        DepthModel::SpaceClip(_) => format!(
-            "SPACE-CLIP, backbone hidden {} x {} layers, patch {}, input {}",
-            cfg.hidden_size, cfg.num_hidden_layers, cfg.patch_size, cfg.image_size
-        ),
-        DepthModel::DepthClip(m) => format!(
-            "{}, {}, input {in_w}x{in_h}{}",
-            estimator.model_name(),
-            m.architecture().image.describe(),
-            if m.config().flip_average { ", flip averaged" } else { "" }
-        ),
-        DepthModel::DepthBlip2(m) => format!(
-            "{}, input {in_w}x{in_h}, {} prompts batched{}",
-            estimator.model_name(),
-            m.config().prompts().iter().map(Vec::len).sum::<usize>(),
-            if m.config().flip_average { ", flip averaged" } else { "" }
-        ),
-    };
+    let cfg = estimator.model().input_description();
     if args.json {
         let doc = serde_json::json!({
             "device": args.run.device.to_string(),

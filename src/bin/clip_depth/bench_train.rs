@@ -16,7 +16,8 @@ use clip_depth_ros::rng::Rng;
 use clip_depth_ros::train::ema::Ema;
 use clip_depth_ros::train::loss::{total_loss, valid_mask, LossWeights};
 use clip_depth_ros::train::optim::{clip_grad_norm, AdamW, AdamWConfig};
-use clip_depth_ros::weights::{random_state_dict, read_safetensors, write_safetensors};
+use clip_depth_ros::model::spaceclip::random_state_dict;
+use clip_depth_ros::weights::{read_safetensors, write_safetensors};
 
 /// Milliseconds per named part, recorded after the warm-up.
 #[derive(Default)]

@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 
 use clip_depth_ros::data::rosbag::to_dataset::{from_bag, FromBagOptions};
 use clip_depth_ros::data::rosbag::Warnings;
-use clip_depth_ros::data::synth::{synthesize, SceneKind, SynthOptions};
+use clip_depth_ros::data::rosbag::scenes::SceneBag;
+use clip_depth_ros::data::synth::{synthesize, SceneKind, SceneSink, SynthOptions};
 
 use crate::args::parse_size;
 
@@ -163,7 +164,6 @@ fn run_synth(a: SynthArgs) -> Result<ExitCode> {
         height: a.size.1,
         seed: a.seed,
         kind: a.kind,
-        bag: a.bag,
         unregistered: a.unregistered,
         eval_fraction: a.common.eval_fraction,
         threads: a.common.threads,
@@ -171,7 +171,15 @@ fn run_synth(a: SynthArgs) -> Result<ExitCode> {
         overrides: a.common.set,
     };
     let start = std::time::Instant::now();
-    let r = synthesize(&opts).context("synth")?;
+    let mut bag = match &a.bag {
+        Some(path) => Some(SceneBag::create(path, opts.unregistered).context("synth")?),
+        None => None,
+    };
+    let r = synthesize(&opts, bag.as_mut().map(|b| b as &mut dyn SceneSink)).context("synth")?;
+    let bag_path = match bag {
+        Some(b) => Some(b.finish().context("synth")?),
+        None => None,
+    };
     println!(
         "{} {:?} scenes at {}x{} in {:.1} s -> {} ({} train, {} eval)",
         opts.count,
@@ -187,7 +195,7 @@ fn run_synth(a: SynthArgs) -> Result<ExitCode> {
         println!("  depth coverage {:.1} %; range {lo:.3} .. {hi:.3} m (median {mid:.2} m); max_depth {}", r.coverage * 100.0, r.max_depth);
     }
     println!("  camera fx {:.2} fy {:.2} cx {:.2} cy {:.2}", r.intrinsics.fx, r.intrinsics.fy, r.intrinsics.cx, r.intrinsics.cy);
-    if let Some(bag) = &r.bag {
+    if let Some(bag) = &bag_path {
         println!(
             "  bag: {} ({}; topics /camera/color/image_raw, /camera/depth/image_raw, their camera_info, /tf_static)",
             bag.display(),

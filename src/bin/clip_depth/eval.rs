@@ -19,9 +19,9 @@ use clip_depth_ros::eval::visuals::{panel_row, save_png};
 use clip_depth_ros::eval::{EvalConfig, EvalCrop, Metrics, NonFinite, RunningMetrics, NAMES};
 use clip_depth_ros::image::preprocess::Preprocessor;
 use clip_depth_ros::progress::Progress;
-use clip_depth_ros::train::config::config_text;
+use clip_depth_ros::config_text::config_text;
 use clip_depth_ros::data::sample::{flip_rgb, Rgb};
-use clip_depth_ros::estimator::ModelFamily;
+use clip_depth_ros::model::EvalInput;
 use clip_depth_ros::{DepthEstimator, ImageView, ModelFiles, PixelFormat};
 
 use crate::args::{BackboneArgs, RunArgs};
@@ -105,7 +105,7 @@ fn predict(estimator: &DepthEstimator, sample: &Sample, flip: bool) -> Result<Ve
     };
     let mut depth;
     let mirrored;
-    if estimator.family() == ModelFamily::SpaceClip {
+    if estimator.family().imp().eval_input() == EvalInput::LoaderPixels {
         let s = estimator.input_size();
         let pixels = Tensor::from_vec(sample.pixels.clone(), (1, 3, s, s), &Device::Cpu)?;
         depth = estimator.depth_from_pixels(&pixels, size, false)?.remove(0).data;
@@ -163,9 +163,9 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         None => Preprocessor::new(16, [0.0; 3], [1.0; 3]),
     };
     // SPACE-CLIP configs give the dataset's image size (the authors' eval
-    // resizes to it); a DepthCLIP config's input size is its tower's, and
-    // the model takes whole frames (its crop is its own).
-    let frames_as_they_are = estimator.as_ref().is_some_and(|e| e.family() != ModelFamily::SpaceClip);
+    // resizes to it); the prompt families take whole frames (their crop is
+    // their own).
+    let frames_as_they_are = estimator.as_ref().is_some_and(|e| e.family().imp().eval_input() == EvalInput::Frames);
     let (input_width, input_height) = if frames_as_they_are { (0, 0) } else { (cfg.input_width, cfg.input_height) };
     let spec = DataSpec {
         dataset: cfg.dataset.to_ascii_lowercase(),

@@ -14,7 +14,8 @@ use clap::Args;
 use clip_depth_ros::estimator::ModelFamily;
 use clip_depth_ros::model::depthclip::{declare_towers, ClipArchitecture};
 use clip_depth_ros::model::{BackboneConfig, DecoderConfig};
-use clip_depth_ros::weights::{expected_tensors, infer_architecture, is_backbone, record_tensors, ClipStateDict, StateDict};
+use clip_depth_ros::model::spaceclip::{expected_tensors, infer_architecture};
+use clip_depth_ros::weights::{is_backbone, record_tensors, ClipStateDict, StateDict};
 use clip_depth_ros::ModelFiles;
 
 use crate::args::BackboneArgs;
@@ -92,7 +93,7 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         (Some(path), _) => Some(BackboneConfig::from_json_file(path)?),
         (None, Some(d)) if args.config.is_some() => {
             let files = ModelFiles { config: args.config.clone().unwrap_or_default(), clip_weights: args.backbone.clip_weights.clone(), ..Default::default() };
-            Some(files.backbone_config(d)?)
+            Some(clip_depth_ros::model::spaceclip::backbone_config(&files, d)?)
         }
         _ => inferred.backbone.clone(),
     };

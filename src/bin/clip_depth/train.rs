@@ -12,12 +12,12 @@ use candle_core::DType;
 use clap::Args;
 
 use clip_depth_ros::model::{Precision, TrainOptions};
-use clip_depth_ros::train::config::config_text;
+use clip_depth_ros::config_text::config_text;
 use clip_depth_ros::train::{load_trainable, RunOptions, TrainConfig, Trainer, WeightSources};
 use clip_depth_ros::DeviceSpec;
 
 use crate::args::BackboneArgs;
-use clip_depth_ros::estimator::ModelFamily;
+use clip_depth_ros::model::{ModelFamily, Training};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -83,7 +83,7 @@ fn install_interrupt(stop: Arc<AtomicBool>) {
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     clip_depth_ros::retain_freed_memory();
-    if ModelFamily::of_config(&args.config)? == ModelFamily::DepthBlip2 {
+    if ModelFamily::of_config(&args.config)?.imp().training() == Training::Bins {
         return train_depthblip2_bins(args);
     }
     let (mut cfg, decoder) = TrainConfig::load(&args.config, &args.set)?;

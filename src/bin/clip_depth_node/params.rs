@@ -15,8 +15,7 @@ use r2r::{Parameter, ParameterValue, QosProfile, RosParams};
 
 use clip_depth_ros::estimator::{ModelFamily, ModelOverrides};
 use clip_depth_ros::geometry::DepthEncoding;
-use clip_depth_ros::model::depthclip::PromptOverrides;
-use clip_depth_ros::model::prompt_bins::BeyondBins;
+use clip_depth_ros::model::prompt_bins::{BeyondBins, PromptOverrides};
 use clip_depth_ros::node::live::CAMERA_OVERRIDES;
 use clip_depth_ros::node::{parse_camera_names, LiveConfig, LiveValue, Resolved, SharedTunables};
 use clip_depth_ros::{DeviceSpec, ModelDType, ModelFiles};
@@ -243,8 +242,11 @@ impl NodeParams {
             depth_scale,
             temperature,
         };
-        if !prompts.is_empty() && model_type == Some(ModelFamily::SpaceClip) {
-            return Err("parameters depth_templates/obj_classes/depth_classes/bin_list/depth_scale/temperature are DepthCLIP's and DepthBLIP-2's; model_type is space_clip".into());
+        if let Some(family) = model_type.filter(|f| !prompts.is_empty() && !f.imp().takes_prompts()) {
+            return Err(format!(
+                "parameters depth_templates/obj_classes/depth_classes/bin_list/depth_scale/temperature are the prompt families'; model_type is {}",
+                family.name()
+            ));
         }
         Ok(ModelOverrides { model_type, prompts })
     }

@@ -9,7 +9,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
-use super::depth::{DepthImage, DepthPixels};
+use crate::data::depth::{DepthImage, DepthPixels};
 use super::BagError;
 use crate::image::ros_image::MAX_DECODED_DIMENSION;
 

@@ -17,6 +17,7 @@ mod mcap_storage;
 pub mod messages;
 pub mod metadata;
 pub mod pairing;
+pub mod scenes;
 mod sqlite_storage;
 pub mod tf;
 pub mod to_dataset;

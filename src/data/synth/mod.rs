@@ -19,11 +19,8 @@ use serde_json::json;
 use crate::data::export::{
     choose_input_size, choose_max_depth, split_by_time, write_config, ConfigSpec, DatasetWriter, DepthHistogram, ExportError, ListLine,
 };
-use crate::data::rosbag::depth::metres_to_mm;
-use crate::data::rosbag::messages::{self, CameraInfo, Header, Image, TfMessage, TransformStamped};
-use crate::data::rosbag::writer::BagWriter;
-use crate::data::rosbag::BagError;
-use crate::geometry::{CameraInfoData, PinholeIntrinsics};
+use crate::data::depth::metres_to_mm;
+use crate::geometry::PinholeIntrinsics;
 use crate::progress::Progress;
 pub use render::{intrinsics_for, render, render_depth, View};
 pub use scene::{generate, Pose, Scene, SceneKind};
@@ -32,8 +29,9 @@ pub use scene::{generate, Pose, Scene, SceneKind};
 pub enum SynthError {
     #[error(transparent)]
     Export(#[from] ExportError),
-    #[error(transparent)]
-    Bag(#[from] BagError),
+    /// The sink the scenes also go to (a recording) failed.
+    #[error("{0}")]
+    Sink(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -46,8 +44,8 @@ pub struct SynthOptions {
     pub height: usize,
     pub seed: u64,
     pub kind: SceneKind,
-    pub bag: Option<PathBuf>,
-    /// The bag's depth from a second camera beside the colour camera.
+    /// Also render each scene from a depth camera beside the colour camera
+    /// ([`depth_rig`]), for a sink that records an unregistered rig.
     pub unregistered: bool,
     pub eval_fraction: f64,
     pub threads: usize,
@@ -64,21 +62,33 @@ pub struct SynthReport {
     pub max_depth: f64,
     pub intrinsics: PinholeIntrinsics,
     pub config: PathBuf,
-    pub bag: Option<PathBuf>,
+}
+
+/// Where rendered scenes go besides the dataset folder (a recording:
+/// `rosbag::scenes::SceneBag`). Called in scene order.
+pub trait SceneSink {
+    fn scene(&mut self, scene: &RenderedScene<'_>) -> Result<(), String>;
+}
+
+/// One rendered scene as a sink sees it.
+pub struct RenderedScene<'a> {
+    pub index: usize,
+    /// Packed RGB8 of the colour camera.
+    pub rgb: &'a [u8],
+    /// The colour camera's exact depth, millimetres (0 = none).
+    pub depth_mm: &'a [u16],
+    /// (width, height) and intrinsics of the colour camera.
+    pub size: (usize, usize),
+    pub intrinsics: &'a PinholeIntrinsics,
+    /// With `unregistered`: the depth camera's map in metres, its size and
+    /// intrinsics.
+    pub rig_depth: Option<(&'a [f32], (usize, usize), &'a PinholeIntrinsics)>,
 }
 
 /// Horizontal fields of view: a typical RGB-D colour camera, and its depth
 /// camera (wider, as on RealSense and Orbbec units).
 pub const COLOUR_HFOV: f64 = 60.0 * std::f64::consts::PI / 180.0;
 pub const DEPTH_HFOV: f64 = 70.0 * std::f64::consts::PI / 180.0;
-
-pub const COLOUR_FRAME: &str = "camera_color_optical_frame";
-pub const DEPTH_FRAME: &str = "camera_depth_optical_frame";
-pub const RIG_FRAME: &str = "camera_link";
-pub const COLOUR_TOPIC: &str = "/camera/color/image_raw";
-pub const COLOUR_INFO_TOPIC: &str = "/camera/color/camera_info";
-pub const DEPTH_TOPIC: &str = "/camera/depth/image_raw";
-pub const DEPTH_INFO_TOPIC: &str = "/camera/depth/camera_info";
 
 /// The depth camera of the unregistered rig relative to the colour camera
 /// (its optical frame): 5 cm to the left, turned 1.5 degrees about the
@@ -89,85 +99,6 @@ pub fn depth_rig() -> ([f64; 3], [[f64; 3]; 3]) {
     ([-0.05, 0.0, 0.0], [[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 }
 
-/// The rotation from a body frame (x forward, y left, z up) to the optical
-/// frame (x right, y down, z forward), REP 103: columns are the optical
-/// axes in body coordinates.
-const BODY_FROM_OPTICAL: [[f64; 3]; 3] = [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]];
-
-fn matmul(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
-    let mut r = [[0.0; 3]; 3];
-    for (i, row) in r.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (0..3).map(|k| a[i][k] * b[k][j]).sum();
-        }
-    }
-    r
-}
-
-/// A rotation matrix as a quaternion (x, y, z, w).
-pub fn quaternion(m: &[[f64; 3]; 3]) -> [f64; 4] {
-    let trace = m[0][0] + m[1][1] + m[2][2];
-    if trace > 0.0 {
-        let s = (trace + 1.0).sqrt() * 2.0;
-        [(m[2][1] - m[1][2]) / s, (m[0][2] - m[2][0]) / s, (m[1][0] - m[0][1]) / s, 0.25 * s]
-    } else if m[0][0] > m[1][1] && m[0][0] > m[2][2] {
-        let s = (1.0 + m[0][0] - m[1][1] - m[2][2]).sqrt() * 2.0;
-        [0.25 * s, (m[0][1] + m[1][0]) / s, (m[0][2] + m[2][0]) / s, (m[2][1] - m[1][2]) / s]
-    } else if m[1][1] > m[2][2] {
-        let s = (1.0 + m[1][1] - m[0][0] - m[2][2]).sqrt() * 2.0;
-        [(m[0][1] + m[1][0]) / s, 0.25 * s, (m[1][2] + m[2][1]) / s, (m[0][2] - m[2][0]) / s]
-    } else {
-        let s = (1.0 + m[2][2] - m[0][0] - m[1][1]).sqrt() * 2.0;
-        [(m[0][2] + m[2][0]) / s, (m[1][2] + m[2][1]) / s, 0.25 * s, (m[1][0] - m[0][1]) / s]
-    }
-}
-
-/// The `/tf_static` message of the rig: the colour optical frame at the
-/// rig's origin, the depth optical frame offset as [`depth_rig`] says (or,
-/// registered, at the colour frame's place).
-pub fn rig_transforms(stamp_ns: i64, unregistered: bool) -> TfMessage {
-    let colour = TransformStamped {
-        header: Header::from_ns(stamp_ns, RIG_FRAME),
-        child_frame_id: COLOUR_FRAME.into(),
-        translation: [0.0; 3],
-        rotation: quaternion(&BODY_FROM_OPTICAL),
-    };
-    let (offset, turn) = if unregistered { depth_rig() } else { ([0.0; 3], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) };
-    let t = |v: [f64; 3]| -> [f64; 3] {
-        let m = &BODY_FROM_OPTICAL;
-        [0, 1, 2].map(|i| m[i][0] * v[0] + m[i][1] * v[1] + m[i][2] * v[2])
-    };
-    let depth = TransformStamped {
-        header: Header::from_ns(stamp_ns, RIG_FRAME),
-        child_frame_id: DEPTH_FRAME.into(),
-        translation: t(offset),
-        rotation: quaternion(&matmul(&BODY_FROM_OPTICAL, &turn)),
-    };
-    TfMessage { transforms: vec![colour, depth] }
-}
-
-/// A `sensor_msgs/CameraInfo` for rectified pinhole intrinsics.
-pub fn camera_info(i: &PinholeIntrinsics, width: usize, height: usize, header: Header) -> CameraInfo {
-    CameraInfo {
-        header,
-        info: CameraInfoData {
-            width: width as u32,
-            height: height as u32,
-            distortion_model: "plumb_bob".into(),
-            d: vec![0.0; 5],
-            k: [i.fx, 0.0, i.cx, 0.0, i.fy, i.cy, 0.0, 0.0, 1.0],
-            r: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-            p: [i.fx, 0.0, i.cx, 0.0, 0.0, i.fy, i.cy, 0.0, 0.0, 0.0, 1.0, 0.0],
-            ..Default::default()
-        },
-    }
-}
-
-/// Stamps of the scenes in a bag: 10 frames a second from a fixed start.
-pub fn stamp_of(index: usize) -> i64 {
-    1_700_000_000_000_000_000 + index as i64 * 100_000_000
-}
-
 struct Rendered {
     index: usize,
     rgb: Vec<u8>,
@@ -176,11 +107,13 @@ struct Rendered {
     rig_depth: Option<Vec<f32>>,
 }
 
-pub fn synthesize(opts: &SynthOptions) -> Result<SynthReport, SynthError> {
+/// Renders the scenes into a dataset folder (and into `sink`, when given),
+/// writes the train / eval lists and a training config.
+pub fn synthesize(opts: &SynthOptions, mut sink: Option<&mut dyn SceneSink>) -> Result<SynthReport, SynthError> {
     if opts.count == 0 {
         return Err(SynthError::Invalid("--count must be at least 1".into()));
     }
-    if opts.unregistered && opts.bag.is_none() {
+    if opts.unregistered && sink.is_none() {
         return Err(SynthError::Invalid("--unregistered describes the bag: give --bag too".into()));
     }
     let writer = DatasetWriter::create(&opts.out)?;
@@ -188,23 +121,6 @@ pub fn synthesize(opts: &SynthOptions) -> Result<SynthReport, SynthError> {
     let intr = intrinsics_for(w, h, COLOUR_HFOV);
     let (dw, dh) = (((w as f64) * 0.8).round().max(1.0) as usize, ((h as f64) * 0.8).round().max(1.0) as usize);
     let depth_intr = intrinsics_for(dw, dh, DEPTH_HFOV);
-    let mut bag = match &opts.bag {
-        Some(path) => {
-            let mut b = BagWriter::create(path)?;
-            b.add_topic("/tf_static", messages::TF_MESSAGE, true)?;
-            for (topic, ty) in [
-                (COLOUR_TOPIC, messages::IMAGE),
-                (COLOUR_INFO_TOPIC, messages::CAMERA_INFO),
-                (DEPTH_TOPIC, messages::IMAGE),
-                (DEPTH_INFO_TOPIC, messages::CAMERA_INFO),
-            ] {
-                b.add_topic(topic, ty, false)?;
-            }
-            b.write("/tf_static", stamp_of(0), &rig_transforms(stamp_of(0), opts.unregistered).encode())?;
-            Some(b)
-        }
-        None => None,
-    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
@@ -227,7 +143,7 @@ pub fn synthesize(opts: &SynthOptions) -> Result<SynthReport, SynthError> {
                     let mut local = DepthHistogram::default();
                     local.add(&depth_mm);
                     hist.lock().unwrap_or_else(|e| e.into_inner()).merge(&local);
-                    let rig_depth = (opts.bag.is_some() && opts.unregistered).then(|| {
+                    let rig_depth = opts.unregistered.then(|| {
                         let rig = View { intrinsics: depth_intr, width: dw, height: dh, pose: pose.rig(rig_offset, rig_turn) };
                         render_depth(&scene, &rig)
                     });
@@ -237,17 +153,21 @@ pub fn synthesize(opts: &SynthOptions) -> Result<SynthReport, SynthError> {
         });
         for r in rendered {
             let r = r?;
-            if let Some(b) = bag.as_mut() {
-                write_bag_frame(b, &r, (w, h, &intr), (dw, dh, &depth_intr))?;
+            if let Some(sink) = sink.as_deref_mut() {
+                let scene = RenderedScene {
+                    index: r.index,
+                    rgb: &r.rgb,
+                    depth_mm: &r.depth_mm,
+                    size: (w, h),
+                    intrinsics: &intr,
+                    rig_depth: r.rig_depth.as_deref().map(|d| (d, (dw, dh), &depth_intr)),
+                };
+                sink.scene(&scene).map_err(SynthError::Sink)?;
             }
             progress.set(r.index as u64 + 1, "");
         }
     }
     progress.finish();
-    let bag_path = match bag {
-        Some(b) => Some(b.finish()?),
-        None => None,
-    };
     let stamps: Vec<i64> = (0..opts.count).map(|i| i as i64).collect();
     let split = split_by_time(&stamps, opts.eval_fraction, 0);
     let line = |i: &usize| ListLine { name: format!("{i:06}"), focal: intr.fx };
@@ -286,7 +206,6 @@ pub fn synthesize(opts: &SynthOptions) -> Result<SynthReport, SynthError> {
         max_depth,
         intrinsics: intr,
         config,
-        bag: bag_path,
     };
     writer.write_json(
         "summary.json",
@@ -302,59 +221,15 @@ pub fn synthesize(opts: &SynthOptions) -> Result<SynthReport, SynthError> {
             "depth_range_m": range.map(|[a, b, c]| json!({"min": a, "median": b, "max": c})),
             "max_depth": max_depth,
             "intrinsics": {"fx": intr.fx, "fy": intr.fy, "cx": intr.cx, "cy": intr.cy},
-            "bag": report.bag.as_ref().map(|p| p.display().to_string()),
             "unregistered": opts.unregistered,
         }),
     )?;
     Ok(report)
 }
 
-fn write_bag_frame(
-    b: &mut BagWriter,
-    r: &Rendered,
-    (w, h, intr): (usize, usize, &PinholeIntrinsics),
-    (dw, dh, dintr): (usize, usize, &PinholeIntrinsics),
-) -> Result<(), BagError> {
-    let stamp = stamp_of(r.index);
-    let log = stamp + 2_000_000;
-    let colour = Image {
-        header: Header::from_ns(stamp, COLOUR_FRAME),
-        height: h as u32,
-        width: w as u32,
-        encoding: "rgb8".into(),
-        is_bigendian: false,
-        step: (w * 3) as u32,
-        data: &r.rgb,
-    };
-    b.write(COLOUR_TOPIC, log, &colour.encode())?;
-    b.write(COLOUR_INFO_TOPIC, log, &camera_info(intr, w, h, Header::from_ns(stamp, COLOUR_FRAME)).encode())?;
-    let (bytes, frame, dw, dh, dintr): (Vec<u8>, &str, usize, usize, &PinholeIntrinsics) = match &r.rig_depth {
-        Some(d) => (
-            d.iter().flat_map(|&m| (if m > 0.0 { metres_to_mm(f64::from(m)) } else { 0 }).to_le_bytes()).collect(),
-            DEPTH_FRAME,
-            dw,
-            dh,
-            dintr,
-        ),
-        None => (r.depth_mm.iter().flat_map(|v| v.to_le_bytes()).collect(), COLOUR_FRAME, w, h, intr),
-    };
-    let depth = Image {
-        header: Header::from_ns(stamp, frame),
-        height: dh as u32,
-        width: dw as u32,
-        encoding: "16UC1".into(),
-        is_bigendian: false,
-        step: (dw * 2) as u32,
-        data: &bytes,
-    };
-    b.write(DEPTH_TOPIC, log + 1_000_000, &depth.encode())?;
-    b.write(DEPTH_INFO_TOPIC, log + 1_000_000, &camera_info(dintr, dw, dh, Header::from_ns(stamp, frame)).encode())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::rosbag::tf::{Rigid, TfTree};
 
     #[test]
     fn depth_is_exact_and_scenes_are_reproducible() {
@@ -385,25 +260,5 @@ mod tests {
             let distinct: std::collections::HashSet<&[u8]> = rgb.chunks(3).collect();
             assert!(distinct.len() > 50, "{kind:?}: {} colours", distinct.len());
         }
-    }
-
-    #[test]
-    fn the_rig_in_tf_matches_the_rendered_rig() {
-        let mut tree = TfTree::default();
-        tree.add(&rig_transforms(0, true));
-        let t = tree.lookup(COLOUR_FRAME, DEPTH_FRAME).unwrap();
-        let (offset, turn) = depth_rig();
-        let want = Rigid { r: turn, t: offset };
-        for p in [[0.0, 0.0, 1.0], [0.3, -0.2, 2.5]] {
-            let (a, b) = (t.apply(p), want.apply(p));
-            assert!((0..3).all(|i| (a[i] - b[i]).abs() < 1e-12), "{a:?} vs {b:?}");
-        }
-        // And the rig pose places the depth camera where the transform says.
-        let pose = Pose::looking([1.0, 1.5, -2.0], 0.7, -0.2, 0.03);
-        let rig = pose.rig(offset, turn);
-        let world = |pose: &Pose, p: [f64; 3]| (0..3).fold(pose.position, |acc, k| shapes::add(acc, shapes::scale(pose.axes[k], p[k])));
-        let p = [0.2, 0.1, 3.0];
-        let (a, b) = (world(&rig, p), world(&pose, t.apply(p)));
-        assert!((0..3).all(|i| (a[i] - b[i]).abs() < 1e-12));
     }
 }

@@ -8,6 +8,7 @@
 mod config;
 mod positions;
 mod qformer;
+mod random;
 mod vision;
 
 use candle_core::{Module, Result, Tensor};
@@ -16,6 +17,7 @@ use candle_nn::VarBuilder;
 pub use config::{ArchitectureHints, Blip2Config, QFormerConfig, VisionConfig, VisionKind, EVA_HEAD_DIM, HEAD_DIM};
 pub use positions::resize_positions;
 pub use qformer::{mean_queries, QFormer};
+pub use random::random_blip2_state_dict;
 pub use vision::VisionTower;
 
 use crate::model::layers::{layer_norm, LayerNorm};

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::model::blip2::ArchitectureHints;
 use crate::model::depthclip::config::{self as shared, clamp_range};
-use crate::model::depthclip::PromptOverrides;
+use crate::model::prompt_bins::PromptOverrides;
 
 /// How the class maps' groups become one logit map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

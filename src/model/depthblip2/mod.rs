@@ -11,6 +11,7 @@
 
 mod bins;
 mod config;
+pub mod family;
 mod head;
 
 use candle_core::{DType, Device, Result as CandleResult, Tensor};
@@ -26,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::image::pil_resize::Filter;
 use crate::image::preprocess::Preprocessor;
 use crate::model::blip2::VisionKind;
-use crate::model::depthclip::{Crop, InputGeometry};
+use crate::model::input::{Crop, InputGeometry};
 use crate::model::{BackboneConfig, BackboneKind};
 use crate::weights::{record_tensors, Blip2Format, Blip2StateDict};
 use crate::model::blip2::{mean_queries, Blip2, Blip2Config};

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::text::TextConfig;
+use crate::model::vision::config::parse_activation;
 use crate::model::{Activation, BackboneConfig, BackboneKind, ResnetConfig};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,16 +74,6 @@ fn get_f64(v: &Value, key: &str, default: f64) -> std::result::Result<f64, Strin
         None | Some(Value::Null) => Ok(default),
         Some(x) => x.as_f64().filter(|f| *f > 0.0).ok_or_else(|| format!("{key} must be a positive number, got {x}")),
     }
-}
-
-fn parse_activation(name: &str) -> std::result::Result<Activation, String> {
-    Ok(match name {
-        "quick_gelu" => Activation::QuickGelu,
-        "gelu" => Activation::Gelu,
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-        "relu" => Activation::Relu,
-        other => return Err(format!("unsupported hidden_act {other:?}")),
-    })
 }
 
 impl ClipArchitecture {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::model::prompt_bins::PromptOverrides;
 
 /// ImageNet's statistics: the release normalises with them, not CLIP's.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -160,24 +161,6 @@ impl Default for DepthClipConfig {
     }
 }
 
-/// Replacements for the prompt and bin settings (the node's parameters);
-/// `None` keeps the YAML's.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PromptOverrides {
-    pub depth_templates: Option<Vec<String>>,
-    pub obj_classes: Option<Vec<String>>,
-    pub depth_classes: Option<Vec<String>>,
-    pub bin_list: Option<Vec<f64>>,
-    pub depth_scale: Option<f64>,
-    pub temperature: Option<f64>,
-}
-
-impl PromptOverrides {
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
 impl DepthClipConfig {
     pub fn from_yaml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
@@ -260,6 +243,13 @@ impl DepthClipConfig {
             return Err(format!("min_depth {lo} / max_depth {hi} must satisfy 0 <= min_depth < max_depth"));
         }
         Ok(())
+    }
+
+    /// The crop, the input (Pillow bicubic) and the output placement.
+    pub fn geometry(&self) -> crate::model::input::InputGeometry {
+        let pre = crate::image::preprocess::Preprocessor::new_rect(self.input_width, self.input_height, self.image_mean, self.image_std);
+        let crop = self.crop.map(|edges| crate::model::input::Crop { edges, frame: self.crop_frame });
+        crate::model::input::InputGeometry::from_parts(crop, pre, self.upsample_align_corners)
     }
 
     /// The bins in metres.

@@ -5,20 +5,21 @@
 //! bins. Text features are computed once at load and the text tower freed.
 
 mod architecture;
+pub mod family;
 pub(crate) mod config;
 mod head;
-mod input;
 mod prompts;
+mod random;
 mod vit;
 
 use candle_core::{DType, Device, Result as CandleResult, Tensor};
 use candle_nn::VarBuilder;
 
 pub use architecture::{ClipArchitecture, ImageTowerConfig};
-pub use config::{DepthClipConfig, PromptOverrides, VitPositions, IMAGENET_MEAN, IMAGENET_STD};
+pub use config::{DepthClipConfig, VitPositions, IMAGENET_MEAN, IMAGENET_STD};
 pub use head::DepthHead;
-pub use input::{resize_bilinear, Crop, InputGeometry, Region};
 pub use prompts::prompt_ids;
+pub use random::random_clip_state_dict;
 pub use vit::VitTokens;
 
 use crate::error::{Error, Result};

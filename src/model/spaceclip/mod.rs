@@ -4,7 +4,11 @@
 mod blocks;
 mod config;
 mod decoder;
+mod expected;
+pub mod family;
 mod film;
+mod infer;
+mod random;
 mod trainable;
 
 use candle_core::{Result, Tensor};
@@ -12,13 +16,17 @@ use candle_nn::VarBuilder;
 
 pub use config::DecoderConfig;
 pub use decoder::SpaceClipDecoder;
+pub use expected::expected_tensors;
+pub use family::backbone_config;
+pub use infer::{infer_architecture, InferredArchitecture};
+pub use random::random_state_dict;
 pub use trainable::{Precision, TrainOptions, TrainableSpaceClip};
 
 use crate::model::vision::{VisionBackbone, VisionOutput};
 use crate::model::BackboneConfig;
 
 /// Where the backbone's tensors live in a SPACE-CLIP state dict.
-pub const BACKBONE_PREFIX: &str = "clip_vision_model.vision_model";
+pub use crate::weights::BACKBONE_PREFIX;
 
 #[derive(Debug, Clone)]
 pub struct SpaceClip {

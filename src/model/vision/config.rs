@@ -17,27 +17,17 @@ pub enum BackboneKind {
     Siglip,
 }
 
-/// MLP activations found in CLIP-family configs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    QuickGelu,
-    /// Exact (erf) GELU.
-    Gelu,
-    /// tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
-    GeluTanh,
-    Relu,
-}
+pub use crate::kernels::activation::Activation;
 
-impl Activation {
-    fn parse(name: &str) -> Result<Self, String> {
-        Ok(match name {
-            "quick_gelu" => Activation::QuickGelu,
-            "gelu" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-            "relu" => Activation::Relu,
-            other => return Err(format!("unsupported hidden_act {other:?}")),
-        })
-    }
+/// The activation a config's `hidden_act` names.
+pub(crate) fn parse_activation(name: &str) -> Result<Activation, String> {
+    Ok(match name {
+        "quick_gelu" => Activation::QuickGelu,
+        "gelu" => Activation::Gelu,
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+        "relu" => Activation::Relu,
+        other => return Err(format!("unsupported hidden_act {other:?}")),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +53,16 @@ const SIGLIP_MEAN: [f32; 3] = [0.5, 0.5, 0.5];
 const SIGLIP_STD: [f32; 3] = [0.5, 0.5, 0.5];
 
 impl BackboneConfig {
+    /// The input a frame is prepared into (CPU, Pillow-exact).
+    pub fn preprocessor(&self) -> crate::image::preprocess::Preprocessor {
+        crate::image::preprocess::Preprocessor::new(self.image_size, self.image_mean, self.image_std)
+    }
+
+    /// The same on the model's device.
+    pub fn device_preprocessor(&self) -> crate::image::device_preprocess::DevicePreprocessor {
+        crate::image::device_preprocess::DevicePreprocessor::new(self.image_size, self.image_mean, self.image_std)
+    }
+
     /// HF `CLIPVisionConfig` defaults (what a config.json may leave out).
     fn clip_defaults() -> Self {
         Self {
@@ -192,7 +192,7 @@ impl BackboneConfig {
         usize_key("patch_size", &mut cfg.patch_size)?;
         if let Some(v) = vision.get("hidden_act") {
             let name = v.as_str().ok_or_else(|| format!("hidden_act must be a string, got {v}"))?;
-            cfg.hidden_act = Activation::parse(name)?;
+            cfg.hidden_act = parse_activation(name)?;
         }
         if let Some(v) = vision.get("layer_norm_eps") {
             cfg.layer_norm_eps = v

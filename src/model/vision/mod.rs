@@ -3,7 +3,7 @@
 //! image tower (`resnet`), which zero-shot depth reads as a feature map.
 
 mod clip;
-mod config;
+pub(crate) mod config;
 pub(crate) mod encoder;
 pub(crate) mod patch_embedding;
 mod resnet;

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{Device, Tensor};
 
-use super::file_list::ListEntry;
-use super::sample::{flip_plane, Augment, DataSpec};
+use crate::data::file_list::ListEntry;
+use crate::data::sample::{flip_plane, Augment, DataSpec};
 use crate::error::{Error, Result};
 use crate::model::nn::{Features, TrainableModel};
 use crate::progress::Progress;

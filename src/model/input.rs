@@ -1,14 +1,14 @@
-//! Frames in and depth out, in DepthCLIP's geometry: an optional crop (the
-//! release's NYU crop), the crop (or whole frame) squashed to the tower's
-//! input with Pillow's bicubic when its size differs, normalised; on the
-//! way out, the token-grid depth resized bilinearly to the crop's place in
-//! the output, NaN (no reading) outside it.
+//! Frames in and depth out, for every family: an optional crop (the
+//! prompt families' NYU crop), the crop (or whole frame) resized to the
+//! model's input with Pillow's filter (bicubic unless the family says
+//! otherwise) and normalised; on the way out, the model's map resized
+//! bilinearly to the crop's place in the output (the whole output without
+//! a crop), NaN (no reading) outside it.
 
 use crate::error::{Error, Result};
 use crate::image::preprocess::Preprocessor;
 use crate::image::ImageView;
 
-use super::config::DepthClipConfig;
 
 #[derive(Debug, Clone)]
 pub struct InputGeometry {
@@ -56,16 +56,8 @@ pub struct Region {
 }
 
 impl InputGeometry {
-    pub fn new(cfg: &DepthClipConfig) -> Self {
-        Self {
-            crop: cfg.crop.map(|edges| Crop { edges, frame: cfg.crop_frame }),
-            preprocessor: Preprocessor::new_rect(cfg.input_width, cfg.input_height, cfg.image_mean, cfg.image_std),
-            align_corners: cfg.upsample_align_corners,
-        }
-    }
-
-    /// Any model's crop, input size, normalisation, resize filter and
-    /// upsampling corners (DepthBLIP-2 shares DepthCLIP's geometry).
+    /// A model's crop, input size, normalisation, resize filter and
+    /// upsampling corners.
     pub fn from_parts(crop: Option<Crop>, preprocessor: Preprocessor, align_corners: bool) -> Self {
         Self { crop, preprocessor, align_corners }
     }
@@ -116,6 +108,10 @@ impl InputGeometry {
     pub fn place(&self, grid: &[f32], (gw, gh): (usize, usize), size: (usize, usize), region: Region, range: (f32, f32)) -> Vec<f32> {
         let (w, h) = size;
         let (lo, hi) = range;
+        if !self.align_corners && region == (Region { left: 0, top: 0, width: w, height: h }) {
+            // The whole output: the separable CPU kernel, the clamp fused in.
+            return crate::image::postprocess::resize_bilinear_clamped(grid, gw, gh, w, h, lo, hi);
+        }
         let inner = resize_bilinear(grid, gw, gh, region.width, region.height, self.align_corners);
         if region == (Region { left: 0, top: 0, width: w, height: h }) {
             return inner.into_iter().map(|v| v.clamp(lo, hi)).collect();
@@ -186,6 +182,7 @@ pub fn resize_bilinear(src: &[f32], in_w: usize, in_h: usize, out_w: usize, out_
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DepthClipConfig;
     use crate::image::PixelFormat;
     use candle_core::{Device, Tensor};
 
@@ -207,17 +204,17 @@ mod tests {
     #[test]
     fn crop_region_scales_with_the_output() {
         let cfg = DepthClipConfig::from_yaml_str("crop: [60, 56, 604, 472]").unwrap();
-        let g = InputGeometry::new(&cfg);
+        let g = cfg.geometry();
         assert_eq!(g.region((640, 480), (640, 480)), Region { left: 60, top: 56, width: 544, height: 416 });
         assert_eq!(g.region((640, 480), (320, 240)), Region { left: 30, top: 28, width: 272, height: 208 });
-        let plain = InputGeometry::new(&DepthClipConfig::default());
+        let plain = DepthClipConfig::default().geometry();
         assert_eq!(plain.region((640, 480), (64, 48)), Region { left: 0, top: 0, width: 64, height: 48 });
     }
 
     #[test]
     fn other_frame_sizes_are_cut_at_the_crops_fractions() {
         let cfg = DepthClipConfig::from_yaml_str("crop: [60, 56, 604, 472]").unwrap();
-        let g = InputGeometry::new(&cfg);
+        let g = cfg.geometry();
         // 1280x720: the same fractions of the width and height as of 640x480.
         let crop = g.crop().unwrap();
         assert_eq!(crop.for_frame((640, 480)), [60, 56, 604, 472]);

@@ -1,7 +1,7 @@
 //! Guessing the architecture from the tensors alone, for `inspect`: sizes
 //! are in the shapes; attention heads and tap indices are not.
 
-use super::state_dict::StateDict;
+use crate::weights::StateDict;
 use crate::model::{BackboneConfig, BackboneKind, DecoderConfig};
 use crate::model::shapes::{count_layers, dims, square_grid, Shapes};
 use crate::model::BACKBONE_PREFIX;
