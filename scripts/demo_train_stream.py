@@ -24,7 +24,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests' / 'ros'))
-from ros_messages import make_camera_info  # noqa: E402
+from ros_messages import backproject, cloud_xyz, depth_to_metres, make_camera_info, make_header, make_image, wait_for_subscription  # noqa: E402
 
 # Anchors of a perceptual map from near (dark violet) to far (yellow).
 ANCHORS = np.array([[48, 18, 59], [70, 107, 227], [40, 188, 235], [50, 241, 151], [164, 252, 60], [237, 208, 58], [250, 120, 30]], float)
@@ -62,18 +62,6 @@ def top_view(gt_xyz, pred_xyz, far, size=240):
     return img
 
 
-def backproject(depth, fx, fy, cx, cy, step=2):
-    v, u = np.mgrid[0:depth.shape[0]:step, 0:depth.shape[1]:step]
-    z = depth[::step, ::step]
-    return np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], -1).reshape(-1, 3)
-
-
-def cloud_xyz(msg):
-    step = msg.point_step // 4
-    data = np.frombuffer(bytes(msg.data), '<f4').reshape(-1, step)
-    return data[:, :3].astype(float)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--data', required=True, type=Path, help='a dataset written by clip_depth dataset synth')
@@ -101,9 +89,7 @@ def main():
 
     node.create_subscription(Image, 'depth/image', keep('depth'), reliable)
     node.create_subscription(PointCloud2, 'points', keep('points'), reliable)
-    deadline = time.monotonic() + 30.0
-    while pub_image.get_subscription_count() == 0 and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.05)
+    wait_for_subscription(node, pub_image, 30.0)
 
     rows, scores = [], []
     for n, (rgb_rel, depth_rel, _) in enumerate(lines):
@@ -113,12 +99,9 @@ def main():
         key = None
         # Resend until the node answers (the first frames may precede its start-up).
         for attempt in range(int(args.timeout)):
-            msg = Image()
-            msg.header.stamp = node.get_clock().now().to_msg()
-            msg.header.frame_id = 'camera_color_optical_frame'
-            msg.width, msg.height, msg.encoding, msg.step = w, h, 'rgb8', w * 3
-            msg.data = rgb.tobytes()
-            pub_info.publish(make_camera_info(w, h, header=msg.header, fx=k['fx'], fy=k['fy'], cx=k['cx'], cy=k['cy']))
+            msg = make_image(rgb, header=make_header(node.get_clock().now().to_msg(), 'camera_color_optical_frame'))
+            info = make_camera_info(w, h, header=msg.header, fx=k['fx'], fy=k['fy'], cx=k['cx'], cy=k['cy'])
+            pub_info.publish(info)
             pub_image.publish(msg)
             key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
             until = time.monotonic() + 1.0
@@ -130,12 +113,13 @@ def main():
             print(f'demo_train_stream: no depth from the node for scene {n}', file=sys.stderr)
             return 1
         d = got['depth'][key]
-        pred = np.frombuffer(bytes(d.data), '<f4').reshape(d.height, d.width).astype(float)
+        pred = depth_to_metres(d)
         valid = (gt > 0) & np.isfinite(pred) & (pred > 0)
         abs_rel = float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid])) if valid.any() else float('nan')
         scores.append(abs_rel)
         print(f'scene {rgb_rel}: node depth {d.width}x{d.height} {d.encoding}, AbsRel {abs_rel:.3f} against the exact depth')
-        top = top_view(backproject(gt, k['fx'], k['fy'], k['cx'], k['cy']), cloud_xyz(got['points'][key]), far)
+        gt_xyz = np.stack(backproject(gt, info, decimation=2), -1).reshape(-1, 3)
+        top = top_view(gt_xyz, cloud_xyz(got['points'][key]), far)
         scale = max(1, 240 // h)
         panels = [np.kron(p, np.ones((scale, scale, 1), np.uint8)) for p in (rgb, colorize(gt, 0, far), colorize(pred, 0, far))]
         hh = panels[0].shape[0]

@@ -22,7 +22,7 @@ from clip_depth_msgs.msg import DepthStats
 
 # The message builders of the end-to-end tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests' / 'ros'))
-from ros_messages import make_camera_info  # noqa: E402
+from ros_messages import make_camera_info, make_header, make_image, wait_for_subscription  # noqa: E402
 
 
 def camera_info(width, height, header):
@@ -55,22 +55,14 @@ def main():
     node.create_subscription(PointCloud2, 'points', lambda m: got.__setitem__('points', m), reliable)
     node.create_subscription(DepthStats, f'{args.node}/stats', lambda m: got['stats'].append(m), reliable)
 
-    # Best-effort frames sent before the node has matched are lost: wait for it.
-    deadline = time.monotonic() + 15.0
-    while pub_image.get_subscription_count() == 0 and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.05)
+    wait_for_subscription(node, pub_image, 15.0)
     start = time.monotonic()
     sent = 0
     next_send = start
     while time.monotonic() - start < args.timeout:
         now = time.monotonic()
         if sent < args.frames and now >= next_send:
-            msg = Image()
-            msg.header.stamp = node.get_clock().now().to_msg()
-            msg.header.frame_id = 'camera_optical_frame'
-            msg.width, msg.height, msg.encoding = width, height, 'rgb8'
-            msg.step = width * 3
-            msg.data = rgb.tobytes()
+            msg = make_image(rgb, header=make_header(node.get_clock().now().to_msg()))
             pub_info.publish(camera_info(width, height, msg.header))
             pub_image.publish(msg)
             sent += 1

@@ -339,7 +339,7 @@ fn instructblip_trimmed_files_load_with_their_language_projection_set_aside() {
 
 #[test]
 fn bins_training_matches_three_adamw_steps_of_the_reference() {
-    use clip_depth_ros::model::nn::Ctx;
+    use clip_depth_ros::model::nn::ForwardMode;
     use clip_depth_ros::train::bins::{bins_loss, optimiser, train_step, BinsSample, TrainableBins};
     let steps = candle_core::safetensors::load(dir().join("bins/train_steps.safetensors"), &Device::Cpu).unwrap();
     let get = |n: &str| steps.get(n).unwrap_or_else(|| panic!("{n}")).clone();
@@ -359,7 +359,7 @@ fn bins_training_matches_three_adamw_steps_of_the_reference() {
         .collect();
     let range = (1e-3, 10.0);
     // The first step's gradients.
-    let bins = mlp.bins(&Ctx::eval()).unwrap();
+    let bins = mlp.bins(&ForwardMode::eval()).unwrap();
     let loss = bins_loss(&bins, &batch, 0.5, range).unwrap().loss;
     let grads = loss.backward().unwrap();
     let mut worst = 0f32;
@@ -371,15 +371,15 @@ fn bins_training_matches_three_adamw_steps_of_the_reference() {
     assert!(worst <= BAR, "{worst}");
     let mut opt = optimiser(&mlp, 0.01).unwrap();
     for step in 0..3 {
-        let bins = mlp.bins(&Ctx::eval()).unwrap();
+        let bins = mlp.bins(&ForwardMode::eval()).unwrap();
         let rel = rel_max_diff(&values(&bins), &values(&get(&format!("bins.{step}"))));
-        let loss = train_step(&mlp, &mut opt, &batch, 1e-3, 0.5, range, &Ctx::eval()).unwrap();
+        let loss = train_step(&mlp, &mut opt, &batch, 1e-3, 0.5, range, &ForwardMode::eval()).unwrap();
         let reference = values(&get(&format!("loss.{step}")))[0];
         eprintln!("step {step}: bins {rel:.2e}, loss {loss:.6} vs {reference:.6}");
         assert!(rel <= 1e-5, "step {step} bins: {rel}");
         assert!(((loss as f32 - reference) / reference).abs() <= 1e-5, "step {step} loss {loss} vs {reference}");
     }
-    let rel = rel_max_diff(&values(&mlp.bins(&Ctx::eval()).unwrap()), &values(&get("bins.3")));
+    let rel = rel_max_diff(&values(&mlp.bins(&ForwardMode::eval()).unwrap()), &values(&get("bins.3")));
     eprintln!("bins after 3 steps: {rel:.2e}");
     assert!(rel <= 1e-5);
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor, Var};
-use clip_depth_ros::model::nn::{Ctx, Features, Role, TrainableModel};
+use clip_depth_ros::model::nn::{ForwardMode, Features, Role, TrainableModel};
 use clip_depth_ros::model::{DecoderConfig, Precision, TrainOptions};
 use clip_depth_ros::train::loss::{gradient, silog, ssim, total_loss, valid_mask, LossWeights};
 use clip_depth_ros::train::{load_trainable, TrainConfig, WeightSources};
@@ -116,7 +116,7 @@ fn one_step(precision: Precision) -> (Vec<f64>, Vec<(String, Option<Tensor>)>, V
     let (cfg, _) = decoder_cfg();
     let model = tiny_trainable(precision);
     let (features, depth) = first_batch(model.as_ref());
-    let ctx = Ctx::train(clip_depth_ros::rng::Rng::seed(0));
+    let ctx = ForwardMode::train(clip_depth_ros::rng::Rng::seed(0));
     let pred = model.forward(&features, (cfg.input_height, cfg.input_width), &ctx).unwrap();
     let mask = valid_mask(&depth, cfg.min_depth, cfg.max_depth).unwrap();
     let weights = LossWeights { w_ssim: cfg.w_ssim, w_grad: cfg.w_grad, aux: cfg.aux_loss_weights.as_list(), multiscale: true };
@@ -383,7 +383,7 @@ fn trained_weights_give_the_same_depth_through_the_training_model_and_the_infere
     let opts = TrainOptions { aux_heads: true, dropout: 0.1 };
     let model = load_trainable(&sources, &decoder, opts, 0, &Device::Cpu, Precision::default()).unwrap();
     let (features, _) = first_batch(model.as_ref());
-    let ours = model.forward(&features, (cfg.input_height, cfg.input_width), &Ctx::eval()).unwrap().depth;
+    let ours = model.forward(&features, (cfg.input_height, cfg.input_width), &ForwardMode::eval()).unwrap().depth;
     // The inference path (BatchNorm folded into the convs, fast kernels).
     let files = ModelFiles { config: CONFIG.into(), checkpoint: last, clip_weights: None, clip_config: Some("tests/fixtures/tiny_clip/clip_config.json".into()) };
     let est = DepthEstimator::load(&files, DeviceSpec::Cpu, ModelDType(DType::F32)).unwrap();

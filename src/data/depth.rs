@@ -3,6 +3,17 @@
 //! the dataset export and the registration of a depth camera to a colour
 //! camera.
 
+/// Stored depth value -> metres for a dataset's ground truth: the value
+/// given wins; otherwise the authors' rule (`nyu`: millimetres, 1000;
+/// `kitti`: 1/256 m, 256; anything else: stored in metres, 1).
+pub fn stored_depth_divisor(dataset: &str, given: Option<f64>) -> f64 {
+    given.unwrap_or(match dataset.to_ascii_lowercase().as_str() {
+        "nyu" => 1000.0,
+        "kitti" => 256.0,
+        _ => 1.0,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum DepthPixels {
     Millimetres(Vec<u16>),

@@ -4,6 +4,7 @@
 //! model input made from it (Pillow's bicubic squash to the input square,
 //! normalised).
 
+use crate::kernels::mirror::mirror_rows;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageReader};
@@ -12,7 +13,7 @@ use super::file_list::ListEntry;
 use crate::image::pil_geometry::{resize_nearest, rotate_nearest, rotate_rgb_bicubic, Plane};
 use crate::image::pil_resize::resize_bicubic;
 use crate::image::preprocess::Preprocessor;
-use crate::image::{ImageView, PixelFormat};
+use crate::image::{ImageView, PackedRgb, PixelFormat};
 use crate::rng::Rng;
 
 /// How to read one split of a dataset.
@@ -67,13 +68,6 @@ pub struct Sample {
     pub flipped: bool,
 }
 
-/// An RGB image as the loader handles it.
-#[derive(Debug, Clone)]
-pub struct Rgb {
-    pub data: Vec<u8>,
-    pub width: usize,
-    pub height: usize,
-}
 
 fn open(path: &Path) -> Result<DynamicImage, String> {
     ImageReader::open(path)
@@ -85,10 +79,10 @@ fn open(path: &Path) -> Result<DynamicImage, String> {
 }
 
 /// `Image.open(path).convert('RGB')`.
-pub fn read_rgb(path: &Path) -> Result<Rgb, String> {
+pub fn read_rgb(path: &Path) -> Result<PackedRgb, String> {
     let img = open(path)?.to_rgb8();
     let (width, height) = (img.width() as usize, img.height() as usize);
-    Ok(Rgb { data: img.into_raw(), width, height })
+    Ok(PackedRgb { data: img.into_raw(), width, height })
 }
 
 /// A depth file as Pillow opens it: 16-bit PNG (`I;16`) or 8-bit (`L`).
@@ -103,7 +97,7 @@ pub fn read_depth(path: &Path) -> Result<(Plane, usize, usize), String> {
 }
 
 /// `Image.crop(box)`: pixels outside the image are 0.
-fn crop_rgb(img: &Rgb, left: i64, top: i64, w: usize, h: usize) -> Rgb {
+fn crop_rgb(img: &PackedRgb, left: i64, top: i64, w: usize, h: usize) -> PackedRgb {
     let mut data = vec![0u8; w * h * 3];
     for y in 0..h {
         let sy = top + y as i64;
@@ -118,7 +112,7 @@ fn crop_rgb(img: &Rgb, left: i64, top: i64, w: usize, h: usize) -> Rgb {
             }
         }
     }
-    Rgb { data, width: w, height: h }
+    PackedRgb { data, width: w, height: h }
 }
 
 fn crop_plane(p: &Plane, pw: usize, ph: usize, left: i64, top: i64, w: usize, h: usize) -> Plane {
@@ -133,17 +127,17 @@ fn crop_plane(p: &Plane, pw: usize, ph: usize, left: i64, top: i64, w: usize, h:
     }
 }
 
-fn resize_rgb(img: &Rgb, w: usize, h: usize) -> Rgb {
+fn resize_rgb(img: &PackedRgb, w: usize, h: usize) -> PackedRgb {
     if (img.width, img.height) == (w, h) {
         return img.clone();
     }
     let view = ImageView::packed(&img.data, img.width, img.height, PixelFormat::Rgb8).expect("packed RGB");
-    Rgb { data: resize_bicubic(&view, w, h), width: w, height: h }
+    PackedRgb { data: resize_bicubic(&view, w, h), width: w, height: h }
 }
 
 /// Image and depth together through the geometric steps.
 struct Pair {
-    rgb: Rgb,
+    rgb: PackedRgb,
     depth: Option<(Plane, usize, usize)>,
 }
 
@@ -210,7 +204,7 @@ fn metres(p: &Plane, divisor: f64) -> Vec<f32> {
 }
 
 impl DataSpec {
-    fn finish(&self, index: usize, rgb: Rgb, depth: Option<Vec<f32>>, focal: f32, flipped: bool) -> Result<Sample, String> {
+    fn finish(&self, index: usize, rgb: PackedRgb, depth: Option<Vec<f32>>, focal: f32, flipped: bool) -> Result<Sample, String> {
         let view = ImageView::packed(&rgb.data, rgb.width, rgb.height, PixelFormat::Rgb8).map_err(|e| e.to_string())?;
         let pixels = self.preprocessor.process(&view).map_err(|e| e.to_string())?;
         Ok(Sample { index, pixels, width: rgb.width, height: rgb.height, rgb: rgb.data, depth, focal, flipped })
@@ -293,30 +287,26 @@ impl DataSpec {
     /// The sample with its image mirrored, model input remade (for the
     /// feature cache's mirror entry).
     pub fn mirrored(&self, s: &Sample) -> Result<Sample, String> {
-        let rgb = flip_rgb(&Rgb { data: s.rgb.clone(), width: s.width, height: s.height });
+        let rgb = flip_rgb(&PackedRgb { data: s.rgb.clone(), width: s.width, height: s.height });
         let depth = s.depth.as_ref().map(|d| flip_plane(d, s.width));
         self.finish(s.index, rgb, depth, s.focal, !s.flipped)
     }
 }
 
-pub fn flip_rgb(img: &Rgb) -> Rgb {
-    let mut data = Vec::with_capacity(img.data.len());
-    for row in img.data.chunks_exact(img.width * 3) {
-        for px in row.chunks_exact(3).rev() {
-            data.extend_from_slice(px);
-        }
-    }
-    Rgb { data, width: img.width, height: img.height }
+/// The image mirrored along its width.
+pub fn flip_rgb(img: &PackedRgb) -> PackedRgb {
+    PackedRgb { data: mirror_rows(&img.data, img.width, 3), width: img.width, height: img.height }
 }
 
+/// A row-major plane (depth, mask) mirrored along its width.
 pub fn flip_plane(d: &[f32], width: usize) -> Vec<f32> {
-    d.chunks_exact(width).flat_map(|row| row.iter().rev().copied()).collect()
+    mirror_rows(d, width, 1)
 }
 
 /// The authors' colour jitter on [0, 1] floats: gamma, brightness and one
 /// factor per channel, each in U(0.9, 1.1), clipped, then back to 8 bits
 /// by truncation (`(x * 255).astype(uint8)`).
-fn jitter(img: &Rgb, rng: &mut Rng) -> Rgb {
+fn jitter(img: &PackedRgb, rng: &mut Rng) -> PackedRgb {
     let gamma = rng.uniform_range(0.9, 1.1) as f32;
     let brightness = rng.uniform_range(0.9, 1.1) as f32;
     let colours = [rng.uniform_range(0.9, 1.1), rng.uniform_range(0.9, 1.1), rng.uniform_range(0.9, 1.1)];
@@ -331,5 +321,5 @@ fn jitter(img: &Rgb, rng: &mut Rng) -> Rgb {
             (x.clamp(0.0, 1.0) * 255.0) as u8
         })
         .collect();
-    Rgb { data, width: img.width, height: img.height }
+    PackedRgb { data, width: img.width, height: img.height }
 }

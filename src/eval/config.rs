@@ -21,6 +21,8 @@ pub struct EvalConfig {
     #[serde(default)]
     pub gt_path_eval: Option<PathBuf>,
     pub filenames_file_eval: PathBuf,
+    /// Divisor from stored depth values to metres (default: 1000 for `nyu`,
+    /// 256 for `kitti`, else 1); a value given wins.
     #[serde(default)]
     pub depth_scale: Option<f64>,
     #[serde(default = "d_input_height")]
@@ -113,11 +115,7 @@ impl EvalConfig {
     }
 
     pub fn depth_divisor(&self) -> f64 {
-        match self.dataset.to_ascii_lowercase().as_str() {
-            "nyu" => 1000.0,
-            "kitti" => 256.0,
-            _ => self.depth_scale.unwrap_or(1.0),
-        }
+        crate::data::depth::stored_depth_divisor(&self.dataset, self.depth_scale)
     }
 
     pub fn protocol(&self) -> Result<Protocol, String> {

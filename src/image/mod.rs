@@ -9,6 +9,8 @@ pub mod pil_resize;
 pub mod postprocess;
 pub mod preprocess;
 pub mod ros_image;
+mod packed_rgb;
 mod view;
 
+pub use packed_rgb::PackedRgb;
 pub use view::{ImageView, PixelFormat};

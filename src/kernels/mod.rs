@@ -11,6 +11,7 @@ pub mod conv;
 pub mod conv_transpose;
 pub mod gemm;
 pub mod linear;
+pub mod mirror;
 pub mod pool;
 pub mod resize;
 pub mod train;

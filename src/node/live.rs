@@ -4,7 +4,7 @@
 //! and per camera (`NAME.max_range`, ...). A change is checked together with
 //! everything it affects (a new `min_range` against every camera's
 //! `max_range`) and applied whole or not at all, so the node always runs on
-//! a valid set; [`Resolved`] is that set, per camera.
+//! a valid set; [`NodeSettings`] is that set, per camera.
 
 use std::time::Duration;
 
@@ -135,7 +135,7 @@ pub struct CameraSettings {
 
 /// The whole validated set, one [`CameraSettings`] per camera in order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Resolved {
+pub struct NodeSettings {
     pub cameras: Vec<CameraSettings>,
     pub batch_window: Duration,
     /// 0: one frame of every camera.
@@ -344,7 +344,7 @@ impl LiveConfig {
 
     /// A change at run time: applied and resolved together with everything
     /// else, kept only if the whole set is valid. Returns the new set.
-    pub fn set(&mut self, name: &str, value: &LiveValue) -> Result<Resolved, LiveError> {
+    pub fn set(&mut self, name: &str, value: &LiveValue) -> Result<NodeSettings, LiveError> {
         let mut next = self.clone();
         next.apply(name, value)?;
         let resolved = next.resolve()?;
@@ -354,7 +354,7 @@ impl LiveConfig {
 
     /// Every camera's settings, or the first problem, naming the parameter
     /// to change (`front.max_range` when the camera overrides it).
-    pub fn resolve(&self) -> Result<Resolved, LiveError> {
+    pub fn resolve(&self) -> Result<NodeSettings, LiveError> {
         let s = &self.shared;
         if s.diagnostics_error_after <= s.diagnostics_warn_after {
             return Err(LiveError::Invalid(format!(
@@ -399,7 +399,7 @@ impl LiveConfig {
                 publish_colormap: s.publish_colormap,
             });
         }
-        Ok(Resolved {
+        Ok(NodeSettings {
             cameras,
             batch_window: Duration::from_secs_f64(s.batch_window_ms / 1e3),
             max_batch_size: s.max_batch_size as usize,
@@ -423,7 +423,7 @@ mod tests {
         LiveConfig::new(SharedTunables::default(), &["front".into(), "rear".into()], (0.1, 10.0), false)
     }
 
-    fn invalid(r: Result<Resolved, LiveError>) -> String {
+    fn invalid(r: Result<NodeSettings, LiveError>) -> String {
         match r {
             Err(LiveError::Invalid(m)) => m,
             other => panic!("expected a refusal, got {other:?}"),

@@ -22,5 +22,5 @@ pub mod ros_args;
 pub use batching::{plan_batch, BatchPlan};
 pub use cameras::{camera_topic, parse_camera_names, CameraNameError, MAX_CAMERAS};
 pub use health::{inference_level, CameraHealth, HealthReport, HealthThresholds, Level};
-pub use live::{CameraSettings, LiveConfig, LiveError, LiveValue, Resolved, SharedTunables};
+pub use live::{CameraSettings, LiveConfig, LiveError, LiveValue, NodeSettings, SharedTunables};
 pub use output_size::{OutputSize, OutputSizeError};

@@ -13,7 +13,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Tensor, Var};
 
 use crate::model::depthblip2::{bins_range, BinsMlp, BINS_HIDDEN, LAYOUT_FLAG2};
-use crate::model::nn::{Ctx, Dropout, InitSource, Linear, ParamBuilder, ParamStore, Role};
+use crate::model::nn::{ForwardMode, Dropout, InitSource, Linear, ParamBuilder, ParamStore, Role};
 use crate::train::optim::{AdamW, AdamWConfig};
 
 /// The MLP in training form, its parameters named as the release's
@@ -68,7 +68,7 @@ impl TrainableBins {
 
     /// The adapted bins (K), differentiable: min + mlp(b)^2 * (max - min).
     /// Dropout (after the third and fourth ReLU) in training mode.
-    pub fn bins(&self, ctx: &Ctx) -> Result<Tensor> {
+    pub fn bins(&self, ctx: &ForwardMode) -> Result<Tensor> {
         let mut x = self.input.clone();
         let n = self.layers.len();
         for (l, layer) in self.layers.iter().enumerate() {
@@ -179,7 +179,7 @@ pub fn optimiser(mlp: &TrainableBins, weight_decay: f64) -> Result<AdamW> {
 }
 
 /// One optimiser step on a batch; returns the loss before the step.
-pub fn train_step(mlp: &TrainableBins, opt: &mut AdamW, batch: &[BinsSample], lr: f64, alpha: f64, range: (f64, f64), ctx: &Ctx) -> Result<f64> {
+pub fn train_step(mlp: &TrainableBins, opt: &mut AdamW, batch: &[BinsSample], lr: f64, alpha: f64, range: (f64, f64), ctx: &ForwardMode) -> Result<f64> {
     let bins = mlp.bins(ctx)?;
     let out = bins_loss(&bins, batch, alpha, range)?;
     let grads = out.loss.backward()?;
@@ -286,11 +286,7 @@ impl BinsTrainConfig {
     }
 
     pub fn divisor(&self) -> f64 {
-        self.depth_divisor.unwrap_or(match self.dataset.to_ascii_lowercase().as_str() {
-            "nyu" => 1000.0,
-            "kitti" => 256.0,
-            _ => 1.0,
-        })
+        crate::data::depth::stored_depth_divisor(&self.dataset, self.depth_divisor)
     }
 }
 
@@ -310,20 +306,19 @@ pub struct BinsOutcome {
 /// model flip-averages), computed once, with the ground truth inside the
 /// model's crop.
 pub fn cache_samples(
-    est: &crate::DepthEstimator,
+    model: &crate::model::DepthBlip2,
+    device: &Device,
+    dtype: DType,
     spec: &crate::data::sample::DataSpec,
     list: &Path,
 ) -> crate::error::Result<Vec<BinsSample>> {
     use crate::error::Error;
-    let model = est
-        .model()
-        .downcast_ref::<crate::model::DepthBlip2>()
-        .ok_or_else(|| Error::ModelConfig("bin training needs a DepthBLIP-2 model (model_type: depthblip2)".into()))?;
     let entries = crate::data::file_list::read_list(list)?;
     if entries.is_empty() {
         return Err(Error::Config { path: list.to_owned(), message: "lists no images".into() });
     }
     let geometry = model.geometry();
+    let (w, h) = geometry.input_dims();
     let mut out = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         let s = spec
@@ -333,10 +328,12 @@ pub fn cache_samples(
             return Err(Error::Config { path: list.to_owned(), message: format!("line {}: no ground-truth depth", entry.line_no) });
         };
         let view = crate::ImageView::packed(&s.rgb, s.width, s.height, crate::PixelFormat::Rgb8)?;
-        let pixels = est.preprocess(&[view])?.to_device(est.device())?.to_dtype(est.dtype())?;
+        let mut planes = Vec::with_capacity(3 * w * h);
+        geometry.pixels_into(&view, &mut planes)?;
+        let pixels = Tensor::from_vec(planes, (1, 3, h, w), &Device::Cpu)?.to_device(device)?.to_dtype(dtype)?;
         let probs = model.probabilities(&model.image_embeds(&pixels)?)?.to_device(&Device::Cpu)?.squeeze(0)?;
         let mirror = if model.config().flip_average {
-            let flipped = crate::model::prompt_bins::flip_width(&pixels)?;
+            let flipped = crate::kernels::mirror::flip_width(&pixels)?;
             Some(model.probabilities(&model.image_embeds(&flipped)?)?.to_device(&Device::Cpu)?.squeeze(0)?)
         } else {
             None
@@ -351,11 +348,158 @@ pub fn cache_samples(
     Ok(out)
 }
 
+/// A bin training run (`clip_depth train` with a DepthBLIP-2 config).
+#[derive(Debug, Clone)]
+pub struct BinsRun {
+    /// The model YAML with the training keys (the authors' data keys).
+    pub config: std::path::PathBuf,
+    /// `--set KEY=VALUE` overrides, for training and model keys alike.
+    pub overrides: Vec<String>,
+    pub output_dir: std::path::PathBuf,
+    /// The BLIP-2 weights, and a LAVIS tower's file or an HF config.json.
+    pub checkpoint: std::path::PathBuf,
+    pub clip_weights: Option<std::path::PathBuf>,
+    pub clip_config: Option<std::path::PathBuf>,
+    pub device: crate::DeviceSpec,
+    /// Replaces the YAML's epochs.
+    pub epochs: Option<usize>,
+    /// Replaces the YAML's random_seed.
+    pub seed: Option<u64>,
+}
+
+/// What a bin training run wrote.
+#[derive(Debug, Clone)]
+pub struct BinsRunReport {
+    /// `bins_mlp.safetensors`.
+    pub weights: std::path::PathBuf,
+    /// `config.yaml`: the model config (with the overrides) using the MLP.
+    pub config: std::path::PathBuf,
+    pub outcome: BinsOutcome,
+}
+
+/// DepthBLIP-2's bins from a few images: the frozen BLIP-2's class
+/// probabilities computed once per image, then the MLP trained for the
+/// YAML's epochs; the best (lowest validation loss) MLP written to
+/// `bins_mlp.safetensors` with `bins.json`, and `config.yaml` (the model
+/// YAML with the overrides and `adaptive_bins` pointing at the MLP) beside
+/// them. `log` gets one line per step worth saying.
+pub fn run(run: &BinsRun, log: &dyn Fn(&str)) -> crate::error::Result<BinsRunReport> {
+    use crate::error::Error;
+    use crate::model::{DepthBlip2, DepthBlip2Config, ModelFamily, ModelFiles};
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path: path.clone(), source }
+    };
+    let config_error = |message: String| Error::Config { path: run.config.clone(), message };
+    let text = crate::config_text::config_text(&run.config, &run.overrides)?;
+    let mut cfg = BinsTrainConfig::from_yaml_str(&text).map_err(config_error)?;
+    if let Some(epochs) = run.epochs {
+        cfg.epochs = epochs;
+    }
+    // The model config with the overrides applied, beside the outputs: the
+    // model runs on it, and the final config.yaml is it with the trained
+    // bins. Paths in it that were relative to the given config are made
+    // absolute.
+    std::fs::create_dir_all(&run.output_dir).map_err(io(&run.output_dir))?;
+    let mut model_yaml: serde_norway::Value = serde_norway::from_str(&text).map_err(|e| config_error(e.to_string().replace('\n', " ")))?;
+    let base = run.config.parent().map(|d| d.to_path_buf()).unwrap_or_default();
+    for key in ["tokenizer", "adaptive_bins"] {
+        if let Some(serde_norway::Value::String(p)) = model_yaml.get_mut(key) {
+            if Path::new(p.as_str()).is_relative() {
+                *p = std::path::absolute(base.join(&*p)).unwrap_or_else(|_| base.join(&*p)).display().to_string();
+            }
+        }
+    }
+    let effective = run.output_dir.join("config.yaml");
+    let yaml_text = |v: &serde_norway::Value| serde_norway::to_string(v).map_err(|e| config_error(e.to_string()));
+    std::fs::write(&effective, yaml_text(&model_yaml)?).map_err(io(&effective))?;
+    let model_cfg = DepthBlip2Config::from_yaml_file(&effective)?;
+    let seed = run.seed.or(cfg.random_seed).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    });
+    let files = ModelFiles { config: effective.clone(), checkpoint: run.checkpoint.clone(), clip_weights: run.clip_weights.clone(), clip_config: run.clip_config.clone() };
+    let device = run.device.open()?;
+    let net = ModelFamily::DepthBlip2.load(&files, &Default::default(), &device, DType::F32)?;
+    let model = net.downcast_ref::<DepthBlip2>().ok_or_else(|| Error::ModelConfig("bin training needs a DepthBLIP-2 model".into()))?;
+    let spec = |data: &Path, gt: Option<&Path>| crate::data::sample::DataSpec {
+        dataset: cfg.dataset.to_ascii_lowercase(),
+        data_root: data.to_path_buf(),
+        gt_root: gt.map(|g| g.to_path_buf()),
+        input_height: 0,
+        input_width: 0,
+        kb_crop: false,
+        nyu_crop: false,
+        rotate_degree: None,
+        depth_divisor: cfg.divisor(),
+        preprocessor: model.geometry().preprocessor().clone(),
+    };
+    let t = std::time::Instant::now();
+    let train = cache_samples(model, &device, DType::F32, &spec(&cfg.data_path, cfg.gt_path.as_deref()), &cfg.filenames_file)?;
+    let val = match &cfg.filenames_file_eval {
+        Some(list) => {
+            let data = cfg.data_path_eval.clone().unwrap_or_else(|| cfg.data_path.clone());
+            let gt = cfg.gt_path_eval.clone().or_else(|| cfg.gt_path.clone());
+            cache_samples(model, &device, DType::F32, &spec(&data, gt.as_deref()), list)?
+        }
+        None => Vec::new(),
+    };
+    log(&format!(
+        "class probabilities of {} training and {} validation images computed in {:.1} s ({})",
+        train.len(),
+        val.len(),
+        t.elapsed().as_secs_f64(),
+        net.name()
+    ));
+    let bins = model_cfg.scaled_bins();
+    let cpu = Device::Cpu;
+    let mlp = match &model_cfg.adaptive_bins {
+        Some(path) => {
+            log(&format!("starting from {}", path.display()));
+            TrainableBins::from_file(path, &bins, cfg.bins_dropout, &cpu)?
+        }
+        None => TrainableBins::new(&bins, cfg.bins_dropout, None, seed, &cpu)?,
+    };
+    let t = std::time::Instant::now();
+    let outcome = fit(&mlp, &cfg, &train, &val, seed, |epoch, loss, val| match val {
+        Some(v) => log(&format!("epoch {:>3}: train loss {loss:.4}, validation loss {v:.4}", epoch + 1)),
+        None => log(&format!("epoch {:>3}: train loss {loss:.4}", epoch + 1)),
+    })?;
+    let weights = run.output_dir.join("bins_mlp.safetensors");
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    crate::weights::write_safetensors(&weights, &mlp.state_dict(), &meta)?;
+    let summary = serde_json::json!({
+        "bin_list": bins,
+        "bins": outcome.bins_after,
+        "initial_bins": outcome.bins_before,
+        "best_epoch": outcome.best_epoch + 1,
+        "train_loss": outcome.train_loss,
+        "validation_loss": outcome.val_loss,
+        "seed": seed,
+    });
+    let summary_path = run.output_dir.join("bins.json");
+    let summary_text = serde_json::to_string_pretty(&summary).map_err(|e| config_error(e.to_string()))? + "\n";
+    std::fs::write(&summary_path, summary_text).map_err(io(&summary_path))?;
+    if let serde_norway::Value::Mapping(map) = &mut model_yaml {
+        map.insert("adaptive_bins".into(), "bins_mlp.safetensors".into());
+    }
+    std::fs::write(&effective, yaml_text(&model_yaml)?).map_err(io(&effective))?;
+    let show = |b: &[f64]| b.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ");
+    log(&format!(
+        "bins [{}] -> [{}] (epoch {} of {}, {:.1} s)",
+        show(&outcome.bins_before),
+        show(&outcome.bins_after),
+        outcome.best_epoch + 1,
+        cfg.epochs,
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(BinsRunReport { weights, config: effective, outcome })
+}
+
 /// Trains the MLP on `train` (shuffled batches, dropout, AdamW), keeping
 /// the state with the lowest validation loss (the last without `val`).
 pub fn fit(mlp: &TrainableBins, cfg: &BinsTrainConfig, train: &[BinsSample], val: &[BinsSample], seed: u64, mut log: impl FnMut(usize, f64, Option<f64>)) -> Result<BinsOutcome> {
     let range = (cfg.loss_min_depth, cfg.loss_max_depth);
-    let bins_before = values(&mlp.bins(&Ctx::eval())?)?;
+    let bins_before = values(&mlp.bins(&ForwardMode::eval())?)?;
     let mut opt = optimiser(mlp, cfg.weight_decay)?;
     let mut rng = crate::rng::Rng::seed(seed);
     let (mut train_loss, mut val_loss) = (Vec::new(), Vec::new());
@@ -364,7 +508,7 @@ pub fn fit(mlp: &TrainableBins, cfg: &BinsTrainConfig, train: &[BinsSample], val
     let mut best: Option<Best> = None;
     for epoch in 0..cfg.epochs {
         let order = rng.permutation(train.len());
-        let ctx = Ctx::train(crate::rng::Rng::derive(seed, &[epoch as u64, 1]));
+        let ctx = ForwardMode::train(crate::rng::Rng::derive(seed, &[epoch as u64, 1]));
         let mut sum = 0.0;
         let mut batches = 0;
         for chunk in order.chunks(cfg.batch_size) {
@@ -376,7 +520,7 @@ pub fn fit(mlp: &TrainableBins, cfg: &BinsTrainConfig, train: &[BinsSample], val
         let v = if val.is_empty() {
             None
         } else {
-            let loss = bins_loss(&mlp.bins(&Ctx::eval())?, val, cfg.loss_alpha, range)?.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let loss = bins_loss(&mlp.bins(&ForwardMode::eval())?, val, cfg.loss_alpha, range)?.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             val_loss.push(loss);
             Some(loss)
         };
@@ -389,7 +533,7 @@ pub fn fit(mlp: &TrainableBins, cfg: &BinsTrainConfig, train: &[BinsSample], val
     }
     let (_, state, best_epoch) = best.ok_or_else(|| candle_core::Error::Msg("no epoch ran".into()))?;
     mlp.store().load(&state)?;
-    let bins_after = values(&mlp.bins(&Ctx::eval())?)?;
+    let bins_after = values(&mlp.bins(&ForwardMode::eval())?)?;
     Ok(BinsOutcome { bins_before, bins_after, train_loss, val_loss, best_epoch })
 }
 

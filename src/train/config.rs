@@ -76,8 +76,8 @@ pub struct TrainConfig {
     pub gt_path_eval: Option<PathBuf>,
     #[serde(default)]
     pub filenames_file_eval: Option<PathBuf>,
-    /// Divisor from stored depth values to metres for datasets other than
-    /// `nyu` (1000) and `kitti` (256); raw values when absent, as theirs.
+    /// Divisor from stored depth values to metres (default: 1000 for `nyu`,
+    /// 256 for `kitti`, else 1, as the authors'); a value given wins.
     #[serde(default)]
     pub depth_scale: Option<f64>,
 
@@ -327,11 +327,7 @@ impl TrainConfig {
 
     /// Stored depth value -> metres.
     pub fn depth_divisor(&self) -> f64 {
-        match self.dataset.to_ascii_lowercase().as_str() {
-            "nyu" => 1000.0,
-            "kitti" => 256.0,
-            _ => self.depth_scale.unwrap_or(1.0),
-        }
+        crate::data::depth::stored_depth_divisor(&self.dataset, self.depth_scale)
     }
 }
 

@@ -17,7 +17,7 @@ pub const FORMAT: &str = "clip_depth train_state 1";
 
 /// Counters of a run.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Progress {
+pub struct RunCounters {
     /// Optimiser steps taken.
     pub step: u64,
     /// The epoch in progress (0-based).
@@ -30,7 +30,7 @@ pub struct Progress {
     pub skipped: u64,
 }
 
-pub fn save(path: &Path, p: &Progress, opt: &AdamW, ema: Option<&Ema>, config_name: &str) -> Result<()> {
+pub fn save(path: &Path, p: &RunCounters, opt: &AdamW, ema: Option<&Ema>, config_name: &str) -> Result<()> {
     let cpu = Device::Cpu;
     let mut tensors = vec![
         (
@@ -53,7 +53,7 @@ pub fn save(path: &Path, p: &Progress, opt: &AdamW, ema: Option<&Ema>, config_na
 }
 
 /// Restores the optimiser and EMA in place and returns the counters.
-pub fn load(path: &Path, opt: &mut AdamW, ema: Option<&mut Ema>) -> Result<Progress> {
+pub fn load(path: &Path, opt: &mut AdamW, ema: Option<&mut Ema>) -> Result<RunCounters> {
     let (tensors, metadata) = read_safetensors(path)?;
     let bad = |message: String| Error::Weights { path: path.to_owned(), message };
     if metadata.get("format").map(String::as_str) != Some(FORMAT) {
@@ -84,7 +84,7 @@ pub fn load(path: &Path, opt: &mut AdamW, ema: Option<&mut Ema>) -> Result<Progr
             *t = saved.to_dtype(t.dtype())?.to_device(t.device())?;
         }
     }
-    Ok(Progress {
+    Ok(RunCounters {
         step: c[0] as u64,
         epoch: c[1] as u64,
         batch_in_epoch: c[2] as u64,

@@ -22,14 +22,14 @@ use super::log::{draw_curves, MetricsLog};
 use super::loss::{total_loss, valid_mask, LossTerms, LossWeights};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use super::schedule::Schedule;
-use super::state::{self, Progress as Counters};
+use super::state::{self, RunCounters};
 use crate::train::cache::{CachedSample, FeatureCache, Fingerprint};
 use crate::data::{read_list, Augment, DataSpec, ListEntry, Loader, Sample, SkipLog};
 use crate::error::{Error, Result};
 use crate::eval::visuals::{panel_row, save_png, stack};
 use crate::eval::{Metrics, NonFinite, Protocol, RunningMetrics};
 use crate::image::preprocess::Preprocessor;
-use crate::model::nn::{Ctx, Features, Role, TrainableModel};
+use crate::model::nn::{ForwardMode, Features, Role, TrainableModel};
 use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::weights::write_safetensors;
@@ -100,7 +100,7 @@ pub struct Trainer {
     data: Data,
     cache: Option<Arc<FeatureCache>>,
     opts: RunOptions,
-    counters: Counters,
+    counters: RunCounters,
     batches_per_epoch: u64,
     log: MetricsLog,
     skips: Arc<SkipLog>,
@@ -185,7 +185,7 @@ impl Trainer {
             }),
             _ => None,
         };
-        let counters = Counters { step: 0, epoch: 0, batch_in_epoch: 0, seed, best_abs_rel: f64::INFINITY, skipped: 0 };
+        let counters = RunCounters { step: 0, epoch: 0, batch_in_epoch: 0, seed, best_abs_rel: f64::INFINITY, skipped: 0 };
         let skips = Arc::new(SkipLog::new(cfg.warn_on_skipped_samples, cfg.skip_warning_limit));
         // A resumed run keeps (and continues) the earlier record.
         let log = if opts.resume.is_some() { MetricsLog::empty(&opts.output_dir) } else { MetricsLog::open(&opts.output_dir, None)? };
@@ -227,7 +227,7 @@ impl Trainer {
         Ok(())
     }
 
-    pub fn counters(&self) -> Counters {
+    pub fn counters(&self) -> RunCounters {
         self.counters
     }
 
@@ -475,7 +475,7 @@ impl Trainer {
     /// One optimiser step; `None` when the loss was not finite (skipped).
     fn step(&mut self, batch: &Batch, progress: &mut Progress) -> Result<Option<(LossTerms, f64, f64)>> {
         let (_, _, h, w) = batch.depth.dims4()?;
-        let ctx = Ctx::train(Rng::derive(self.counters.seed, &[DROPOUT, self.counters.step]));
+        let ctx = ForwardMode::train(Rng::derive(self.counters.seed, &[DROPOUT, self.counters.step]));
         let pred = self.model.forward(&batch.features, (h, w), &ctx)?;
         let mask = valid_mask(&batch.depth, self.cfg.min_depth, self.cfg.max_depth)?;
         let terms = total_loss(&pred, &batch.depth, &mask, &self.weights)?;
@@ -503,12 +503,12 @@ impl Trainer {
         let dev = &self.opts.device;
         let pixels = Tensor::from_vec(sample.pixels.clone(), (1, 3, s, s), &Device::Cpu)?.to_device(dev)?;
         let size = (sample.height, sample.width);
-        let ctx = Ctx::eval();
+        let ctx = ForwardMode::eval();
         let mut pred = self.model.forward(&self.model.features(&pixels)?, size, &ctx)?;
         if flip_tta {
-            let flipped = flip_last(&pixels)?;
+            let flipped = crate::kernels::mirror::flip_width(&pixels)?;
             let p2 = self.model.forward(&self.model.features(&flipped)?, size, &ctx)?;
-            pred.depth = ((&pred.depth + flip_last(&p2.depth)?)? * 0.5)?;
+            pred.depth = ((&pred.depth + crate::kernels::mirror::flip_width(&p2.depth)?)? * 0.5)?;
         }
         let terms = match (&sample.depth, &self.protocol) {
             (Some(d), Some(p)) => {
@@ -706,11 +706,4 @@ fn pick_evenly(n: usize, k: usize) -> Vec<usize> {
         return vec![0];
     }
     (0..k).map(|i| ((i as f64) * (n - 1) as f64 / (k - 1) as f64) as usize).collect()
-}
-
-/// Mirrors a (B, C, H, W) tensor along its width.
-pub fn flip_last(x: &Tensor) -> candle_core::Result<Tensor> {
-    let w = x.dim(3)?;
-    let idx = Tensor::from_vec((0..w as u32).rev().collect::<Vec<_>>(), w, x.device())?;
-    x.index_select(&idx, 3)
 }

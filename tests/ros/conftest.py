@@ -711,7 +711,7 @@ class DepthRig:
 
     def frame(self, array: Optional['np.ndarray'] = None, *, encoding: str = 'rgb8',
               width: int = 64, height: int = 48, info: Any = True,
-              frame_id: str = DEFAULT_FRAME_ID, stamp: Optional['Time'] = None,
+              frame_id: str = DEFAULT_FRAME_ID, stamp: Optional[Any] = None,
               expect: Iterable[str] = ('depth', 'stats'), timeout: float = 20.0) -> FrameOutputs:
         """Publishes one raw frame (and, with `info` True or a CameraInfo, its
         camera_info with the same header), waits for the `expect`ed outputs."""
@@ -860,7 +860,7 @@ class MultiCameraRig:
         raise AssertionError(f'camera {cam}: no output for {attempts} warm-up frames:\n{self.node.output_tail()}')
 
     def publish(self, cam: str, array: Optional['np.ndarray'] = None, *, width: int = 64, height: int = 48,
-                info: Any = True, stamp: Optional['Time'] = None, encoding: str = 'rgb8',
+                info: Any = True, stamp: Optional[Any] = None, encoding: str = 'rgb8',
                 image: Any = None, frame_id: Optional[str] = None):
         """Publishes one frame of camera `cam` (and its camera_info: True = a
         default one of the image's size, or a CameraInfo, header replaced);

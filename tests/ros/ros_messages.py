@@ -252,3 +252,20 @@ def stamp_plus(stamp: 'Time', ns: int) -> 'Time':
     """`stamp` shifted by `ns` nanoseconds, exactly (no float seconds)."""
     total = stamp_ns(stamp) + ns
     return Time(sec=total // 1_000_000_000, nanosec=total % 1_000_000_000)
+
+
+def wait_for_subscription(node, publisher, timeout: float) -> bool:
+    """Spins `node` until `publisher` has a subscriber or `timeout` seconds
+    pass (best-effort frames sent before the match are lost). For scripts
+    that spin their own node; the tests' RosPeer has its own."""
+    import rclpy
+    deadline = time.monotonic() + timeout
+    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return publisher.get_subscription_count() > 0
+
+
+def cloud_xyz(msg: 'PointCloud2') -> 'np.ndarray':
+    """The x, y, z fields of a PointCloud2 as an (N, 3) float64 array."""
+    cloud = cloud_to_array(msg).reshape(-1)
+    return np.stack([cloud['x'], cloud['y'], cloud['z']], -1).astype(np.float64)

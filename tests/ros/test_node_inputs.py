@@ -8,6 +8,7 @@ same depth; the expected 8-bit image of each input is built here with numpy.
 from __future__ import annotations
 
 import numpy as np
+from sensor_msgs.msg import Image
 
 from conftest import load_fixture_image
 from ros_messages import (image_to_array, make_camera_info, make_compressed_image, make_header,

@@ -3,7 +3,6 @@ shutdown of clip_depth_node on SIGINT and SIGTERM, idle and while streaming."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import threading
 import time

@@ -14,7 +14,6 @@ node published for the same image before the change.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 from rclpy.parameter import Parameter, parameter_value_to_python

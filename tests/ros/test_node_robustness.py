@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-from sensor_msgs.msg import Image
 
 from ros_messages import (make_camera_info, make_compressed_image, make_header, make_image,
                           make_stamp, stamp_ns, stamp_plus)

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{Device, Tensor, Var};
 
-use clip_depth_ros::model::nn::{Ctx, Features, InitSource, Role, TrainableModel};
+use clip_depth_ros::model::nn::{ForwardMode, Features, InitSource, Role, TrainableModel};
 use clip_depth_ros::model::{BackboneConfig, DecoderConfig, Precision, TrainOptions, TrainableSpaceClip, BACKBONE_PREFIX};
 use clip_depth_ros::rng::Rng;
 use clip_depth_ros::train::ema::Ema;
@@ -110,7 +110,7 @@ pub fn run(b: TrainBench) -> Result<ExitCode> {
         let cached = Features(read.into_iter().map(|(_, t)| t.to_device(&dev)).collect::<candle_core::Result<_>>()?);
         timer.lap("cache read", &dev)?;
         drop(cached);
-        let ctx = Ctx::train(Rng::derive(0, &[3, it as u64]));
+        let ctx = ForwardMode::train(Rng::derive(0, &[3, it as u64]));
         let pred = model.forward(&features, (h, w), &ctx)?;
         timer.lap("forward", &dev)?;
         let terms = total_loss(&pred, &depth, &mask, &weights)?;

@@ -20,7 +20,9 @@ use clip_depth_ros::eval::{EvalConfig, EvalCrop, Metrics, NonFinite, RunningMetr
 use clip_depth_ros::image::preprocess::Preprocessor;
 use clip_depth_ros::progress::Progress;
 use clip_depth_ros::config_text::config_text;
-use clip_depth_ros::data::sample::{flip_rgb, Rgb};
+use clip_depth_ros::data::sample::{flip_plane, flip_rgb};
+use clip_depth_ros::image::PackedRgb;
+use clip_depth_ros::kernels::mirror::flip_width;
 use clip_depth_ros::model::EvalInput;
 use clip_depth_ros::{DepthEstimator, ImageView, ModelFiles, PixelFormat};
 
@@ -83,15 +85,6 @@ pub struct EvalArgs {
     set: Vec<String>,
 }
 
-fn flip_width(map: &[f32], w: usize) -> Vec<f32> {
-    map.chunks_exact(w).flat_map(|r| r.iter().rev().copied()).collect()
-}
-
-/// Mirrors (B, C, H, W) along its width.
-fn flip_tensor(x: &Tensor) -> candle_core::Result<Tensor> {
-    let w = x.dim(3)?;
-    x.index_select(&Tensor::from_vec((0..w as u32).rev().collect::<Vec<_>>(), w, x.device())?, 3)
-}
 
 /// The prediction for one sample at its own size, unclamped. SPACE-CLIP
 /// takes the loader's exact input tensor (mirrored as a tensor for flip
@@ -112,16 +105,16 @@ fn predict(estimator: &DepthEstimator, sample: &Sample, flip: bool) -> Result<Ve
         if !flip {
             return Ok(depth);
         }
-        mirrored = estimator.depth_from_pixels(&flip_tensor(&pixels)?, size, false)?.remove(0).data;
+        mirrored = estimator.depth_from_pixels(&flip_width(&pixels)?, size, false)?.remove(0).data;
     } else {
         depth = raw(&sample.rgb)?;
         if !flip {
             return Ok(depth);
         }
-        let rgb = Rgb { data: sample.rgb.clone(), width: sample.width, height: sample.height };
+        let rgb = PackedRgb { data: sample.rgb.clone(), width: sample.width, height: sample.height };
         mirrored = raw(&flip_rgb(&rgb).data)?;
     }
-    let back = flip_width(&mirrored, sample.width);
+    let back = flip_plane(&mirrored, sample.width);
     depth.iter_mut().zip(back).for_each(|(a, b)| *a = 0.5 * (*a + b));
     Ok(depth)
 }

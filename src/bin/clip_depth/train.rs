@@ -182,112 +182,30 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     Ok(if outcome.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
 }
 
-/// DepthBLIP-2: only the adaptive-bins MLP trains. The frozen BLIP-2's
-/// class probabilities are computed once per image, then the MLP trains
-/// for the YAML's epochs; the best (lowest validation loss) MLP is written
-/// to `bins_mlp.safetensors` with `bins.json`, and `config.yaml` (the model
-/// YAML with `adaptive_bins` pointing at it) beside them.
+/// DepthBLIP-2's bins from a few images ([`clip_depth_ros::train::bins::run`]).
 fn train_depthblip2_bins(args: TrainArgs) -> Result<ExitCode> {
-    use clip_depth_ros::data::DataSpec;
-    use clip_depth_ros::model::depthblip2::DepthBlip2Config;
-    use clip_depth_ros::train::bins::{cache_samples, fit, BinsTrainConfig, TrainableBins};
-    use clip_depth_ros::{DepthEstimator, ModelFiles};
-
+    use clip_depth_ros::train::bins::{run as train_bins, BinsRun};
     anyhow::ensure!(args.resume.is_none() && args.cache_features.is_none() && args.max_steps.is_none(),
         "--resume, --cache-features and --max-steps are SPACE-CLIP options: DepthBLIP-2 bin training caches its features itself and takes a few seconds");
     anyhow::ensure!(args.dtype == "f32", "DepthBLIP-2 bin training runs in f32");
     let Some(checkpoint) = args.init.clone() else {
         bail!("DepthBLIP-2 bin training needs the BLIP-2 weights: --init <checkpoint> (with --clip-weights <tower file> for LAVIS's)");
     };
-    let text = config_text(&args.config, &args.set)?;
-    let mut cfg = BinsTrainConfig::from_yaml_str(&text).map_err(anyhow::Error::msg).with_context(|| args.config.display().to_string())?;
     if let Some(epochs) = args.epochs {
         anyhow::ensure!(epochs > 0, "--epochs must be > 0");
-        cfg.epochs = epochs as usize;
     }
-    // The model config with --set applied, beside the outputs: the model
-    // runs on it, and the final config.yaml is it with the trained bins.
-    // Paths in it that were relative to the given config are made absolute.
-    std::fs::create_dir_all(&args.output_dir).with_context(|| format!("cannot create {}", args.output_dir.display()))?;
-    let mut model_yaml: serde_norway::Value = serde_norway::from_str(&text).with_context(|| args.config.display().to_string())?;
-    let base = args.config.parent().map(|d| d.to_path_buf()).unwrap_or_default();
-    for key in ["tokenizer", "adaptive_bins"] {
-        if let Some(serde_norway::Value::String(p)) = model_yaml.get_mut(key) {
-            if std::path::Path::new(p.as_str()).is_relative() {
-                *p = std::path::absolute(base.join(&*p)).unwrap_or_else(|_| base.join(&*p)).display().to_string();
-            }
-        }
-    }
-    let effective = args.output_dir.join("config.yaml");
-    std::fs::write(&effective, serde_norway::to_string(&model_yaml)?).context("cannot write config.yaml")?;
-    let model_cfg = DepthBlip2Config::from_yaml_file(&effective)?;
-    let seed = args.seed.or(cfg.random_seed).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-    });
-    let files = ModelFiles { config: effective.clone(), checkpoint, clip_weights: args.backbone.clip_weights.clone(), clip_config: args.backbone.clip_config.clone() };
-    let est = DepthEstimator::load(&files, args.device, Default::default())?;
-    let spec = |data: &std::path::Path, gt: Option<&std::path::Path>| DataSpec {
-        dataset: cfg.dataset.to_ascii_lowercase(),
-        data_root: data.to_path_buf(),
-        gt_root: gt.map(|g| g.to_path_buf()),
-        input_height: 0,
-        input_width: 0,
-        kb_crop: false,
-        nyu_crop: false,
-        rotate_degree: None,
-        depth_divisor: cfg.divisor(),
-        preprocessor: est.preprocessor().clone(),
+    let run = BinsRun {
+        config: args.config.clone(),
+        overrides: args.set.clone(),
+        output_dir: args.output_dir.clone(),
+        checkpoint,
+        clip_weights: args.backbone.clip_weights.clone(),
+        clip_config: args.backbone.clip_config.clone(),
+        device: args.device,
+        epochs: args.epochs.map(|e| e as usize),
+        seed: args.seed,
     };
-    let t = std::time::Instant::now();
-    let train = cache_samples(&est, &spec(&cfg.data_path, cfg.gt_path.as_deref()), &cfg.filenames_file)?;
-    let val = match &cfg.filenames_file_eval {
-        Some(list) => {
-            let data = cfg.data_path_eval.clone().unwrap_or_else(|| cfg.data_path.clone());
-            let gt = cfg.gt_path_eval.clone().or_else(|| cfg.gt_path.clone());
-            cache_samples(&est, &spec(&data, gt.as_deref()), list)?
-        }
-        None => Vec::new(),
-    };
-    eprintln!(
-        "class probabilities of {} training and {} validation images computed in {:.1} s ({})",
-        train.len(),
-        val.len(),
-        t.elapsed().as_secs_f64(),
-        est.model_name()
-    );
-    let bins = model_cfg.scaled_bins();
-    let device = candle_core::Device::Cpu;
-    let mlp = match &model_cfg.adaptive_bins {
-        Some(path) => {
-            eprintln!("starting from {}", path.display());
-            TrainableBins::from_file(path, &bins, cfg.bins_dropout, &device)?
-        }
-        None => TrainableBins::new(&bins, cfg.bins_dropout, None, seed, &device)?,
-    };
-    let t = std::time::Instant::now();
-    let outcome = fit(&mlp, &cfg, &train, &val, seed, |epoch, loss, val| match val {
-        Some(v) => eprintln!("epoch {:>3}: train loss {loss:.4}, validation loss {v:.4}", epoch + 1),
-        None => eprintln!("epoch {:>3}: train loss {loss:.4}", epoch + 1),
-    })?;
-    let weights = args.output_dir.join("bins_mlp.safetensors");
-    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    clip_depth_ros::weights::write_safetensors(&weights, &mlp.state_dict(), &meta)?;
-    let summary = serde_json::json!({
-        "bin_list": bins,
-        "bins": outcome.bins_after,
-        "initial_bins": outcome.bins_before,
-        "best_epoch": outcome.best_epoch + 1,
-        "train_loss": outcome.train_loss,
-        "validation_loss": outcome.val_loss,
-        "seed": seed,
-    });
-    std::fs::write(args.output_dir.join("bins.json"), serde_json::to_string_pretty(&summary)? + "\n").context("cannot write bins.json")?;
-    if let serde_norway::Value::Mapping(map) = &mut model_yaml {
-        map.insert("adaptive_bins".into(), "bins_mlp.safetensors".into());
-    }
-    std::fs::write(&effective, serde_norway::to_string(&model_yaml)?).context("cannot write config.yaml")?;
-    let show = |b: &[f64]| b.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ");
-    eprintln!("bins [{}] -> [{}] (epoch {} of {}, {:.1} s)", show(&outcome.bins_before), show(&outcome.bins_after), outcome.best_epoch + 1, cfg.epochs, t.elapsed().as_secs_f64());
-    eprintln!("wrote {} (use {} as the model config)", weights.display(), args.output_dir.join("config.yaml").display());
+    let report = train_bins(&run, &|line: &str| eprintln!("{line}"))?;
+    eprintln!("wrote {} (use {} as the model config)", report.weights.display(), report.config.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -13,12 +13,12 @@ use r2r::Publisher;
 
 use clip_depth_ros::node::{inference_level, HealthReport, Level};
 
-use crate::frame_slot::Shared;
-use crate::params::{lock_live, Live};
+use crate::frame_slot::FrameSlots;
+use crate::params::{lock_live, LiveParams};
 
 pub struct Diagnostics {
-    pub shared: Arc<Shared>,
-    pub live: Arc<Mutex<Live>>,
+    pub shared: Arc<FrameSlots>,
+    pub live: Arc<Mutex<LiveParams>>,
     pub publisher: Publisher<DiagnosticArray>,
     /// The node's name, first word of every status name.
     pub node_name: String,
@@ -90,7 +90,7 @@ impl Diagnostics {
     }
 
     fn array(&self, now: Instant) -> DiagnosticArray {
-        // Live first, then the slots: never both locks at once.
+        // LiveParams first, then the slots: never both locks at once.
         let resolved = lock_live(&self.live).resolved();
         let thresholds = resolved.thresholds;
         let state = self.shared.lock();

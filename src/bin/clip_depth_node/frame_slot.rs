@@ -20,7 +20,7 @@ pub enum Payload {
     Compressed(CompressedImage),
 }
 
-pub struct Frame {
+pub struct ReceivedFrame {
     pub payload: Payload,
     pub received: Instant,
 }
@@ -34,7 +34,7 @@ impl Payload {
     }
 }
 
-impl Frame {
+impl ReceivedFrame {
     pub fn header(&self) -> &Header {
         self.payload.header()
     }
@@ -44,7 +44,7 @@ impl Frame {
 const CAMERA_INFO_HISTORY: usize = 32;
 
 pub struct CameraSlot {
-    pub frame: Option<Frame>,
+    pub frame: Option<ReceivedFrame>,
     pub infos: CameraInfoCache<CameraInfo>,
     pub health: CameraHealth,
     /// The frame_id of the last image (the hardware id in /diagnostics).
@@ -81,13 +81,13 @@ pub struct State {
     pub batches: BatchCounters,
 }
 
-pub struct Shared {
+pub struct FrameSlots {
     state: Mutex<State>,
     wake: Condvar,
     shutdown: AtomicBool,
 }
 
-impl Shared {
+impl FrameSlots {
     pub fn new(cameras: usize) -> Self {
         let started = Instant::now();
         Self {
@@ -114,7 +114,7 @@ impl Shared {
     }
 
     pub fn put_frame(&self, camera: usize, payload: Payload) {
-        let frame = Frame { payload, received: Instant::now() };
+        let frame = ReceivedFrame { payload, received: Instant::now() };
         let mut state = self.lock();
         let slot = &mut state.cameras[camera];
         slot.health.image_received(frame.received);

@@ -30,8 +30,8 @@ use r2r::QosProfile;
 use clip_depth_ros::node::{camera_topic, Level};
 use clip_depth_ros::DepthEstimator;
 
-use frame_slot::{Payload, Shared};
-use params::{Live, NodeParams, Parameters};
+use frame_slot::{Payload, FrameSlots};
+use params::{LiveParams, NodeParams, Parameters};
 use worker::{CameraOutputs, Worker};
 
 const NODE_NAME: &str = "clip_depth";
@@ -94,7 +94,7 @@ fn run() -> Result<Ended, String> {
         estimator.depth_range()
     );
 
-    let shared = Arc::new(Shared::new(settings.cameras.len()));
+    let shared = Arc::new(FrameSlots::new(settings.cameras.len()));
     let err = |what: String| move |e: r2r::Error| format!("cannot create {what}: {e}");
     let mut inputs: Vec<(usize, Images, _)> = Vec::new();
     let mut outputs = Vec::new();
@@ -134,7 +134,7 @@ fn run() -> Result<Ended, String> {
         .create_publisher::<DiagnosticArray>("/diagnostics", QosProfile::default().keep_last(10).reliable())
         .map_err(err("/diagnostics publisher".into()))?;
 
-    let live = Arc::new(Mutex::new(Live::new(config, resolved)));
+    let live = Arc::new(Mutex::new(LiveParams::new(config, resolved)));
     params
         .lock()
         .map_err(|_| "parameter lock poisoned".to_string())?

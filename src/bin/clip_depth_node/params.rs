@@ -17,7 +17,7 @@ use clip_depth_ros::estimator::{ModelFamily, ModelOverrides};
 use clip_depth_ros::geometry::DepthEncoding;
 use clip_depth_ros::model::prompt_bins::{BeyondBins, PromptOverrides};
 use clip_depth_ros::node::live::CAMERA_OVERRIDES;
-use clip_depth_ros::node::{parse_camera_names, LiveConfig, LiveValue, Resolved, SharedTunables};
+use clip_depth_ros::node::{parse_camera_names, LiveConfig, LiveValue, NodeSettings, SharedTunables};
 use clip_depth_ros::{DeviceSpec, ModelDType, ModelFiles};
 
 #[derive(RosParams, Debug, Clone)]
@@ -377,25 +377,25 @@ fn ros_value(value: LiveValue) -> ParameterValue {
 
 /// The live configuration while the node runs: what `ros2 param set`
 /// changes, and the resolved set the inference thread reads per batch.
-pub struct Live {
+pub struct LiveParams {
     config: LiveConfig,
-    resolved: Arc<Resolved>,
+    resolved: Arc<NodeSettings>,
 }
 
-impl Live {
-    pub fn new(config: LiveConfig, resolved: Resolved) -> Self {
+impl LiveParams {
+    pub fn new(config: LiveConfig, resolved: NodeSettings) -> Self {
         Self { config, resolved: Arc::new(resolved) }
     }
 
     /// The current settings (cheap: shared until the next change).
-    pub fn resolved(&self) -> Arc<Resolved> {
+    pub fn resolved(&self) -> Arc<NodeSettings> {
         self.resolved.clone()
     }
 }
 
 /// Locks `live`; a poisoned lock (a panic mid-change, which `set` cannot
 /// leave half done) still holds a valid set.
-pub fn lock_live(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
+pub fn lock_live(live: &Mutex<LiveParams>) -> std::sync::MutexGuard<'_, LiveParams> {
     live.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -403,7 +403,7 @@ pub fn lock_live(live: &Mutex<Live>) -> std::sync::MutexGuard<'_, Live> {
 /// parameters (model, device, topics, QoS) are read once: `ros2 param set`
 /// on them fails with the reason rather than reporting a success the node
 /// would ignore (r2r 0.9 has no read-only flag in its descriptors; refusing
-/// the set is what it offers). Live ones go through [`LiveConfig::set`]:
+/// the set is what it offers). LiveParams ones go through [`LiveConfig::set`]:
 /// refused with the reason and the old value kept, or applied for the next
 /// frame. Per-camera overrides are parameters of their own once set (at
 /// start or at run time); setting one to "not set" (`ros2 param delete`)
@@ -417,7 +417,7 @@ pub struct Parameters {
 }
 
 struct Running {
-    live: Arc<Mutex<Live>>,
+    live: Arc<Mutex<LiveParams>>,
     /// The node's parameter table, to add and remove per-camera entries.
     table: Arc<Mutex<IndexMap<String, Parameter>>>,
     logger: String,
@@ -438,7 +438,7 @@ impl Parameters {
     }
 
     /// From now on, live parameters change `live`.
-    pub fn go_live(&mut self, live: Arc<Mutex<Live>>, table: Arc<Mutex<IndexMap<String, Parameter>>>, logger: String) {
+    pub fn go_live(&mut self, live: Arc<Mutex<LiveParams>>, table: Arc<Mutex<IndexMap<String, Parameter>>>, logger: String) {
         self.running = Some(Running { live, table, logger });
     }
 
@@ -623,7 +623,7 @@ mod tests {
         err
     }
 
-    fn resolved(s: &Settings) -> Resolved {
+    fn resolved(s: &Settings) -> NodeSettings {
         let mut live = s.live.clone();
         live.set_model_range((0.001, 10.0));
         live.resolve().unwrap()
@@ -751,11 +751,11 @@ mod tests {
         assert!(params.knows("b.max_range") && !params.knows("c.max_range") && params.knows("max_range"));
     }
 
-    fn running(p: NodeParams) -> (Parameters, Arc<Mutex<Live>>, Arc<Mutex<IndexMap<String, Parameter>>>) {
+    fn running(p: NodeParams) -> (Parameters, Arc<Mutex<LiveParams>>, Arc<Mutex<IndexMap<String, Parameter>>>) {
         let s = p.validate().unwrap();
         let mut config = s.live.clone();
         config.set_model_range((0.001, 10.0));
-        let live = Arc::new(Mutex::new(Live::new(config.clone(), config.resolve().unwrap())));
+        let live = Arc::new(Mutex::new(LiveParams::new(config.clone(), config.resolve().unwrap())));
         let table = Arc::new(Mutex::new(IndexMap::new()));
         let mut params = Parameters::new(p);
         params.go_live(live.clone(), table.clone(), "test".into());

@@ -24,13 +24,13 @@ use clip_depth_ros::geometry::{
 };
 use clip_depth_ros::image::colormap::{colorize, ColourOrder};
 use clip_depth_ros::image::ros_image::{decode_compressed, ModelImage, RawImage};
-use clip_depth_ros::node::{plan_batch, BatchPlan, CameraSettings, Resolved};
+use clip_depth_ros::node::{plan_batch, BatchPlan, CameraSettings, NodeSettings};
 use clip_depth_ros::{DepthEstimator, DepthMap, StageTimings};
 
 use crate::camera_sync::{stamp_ns, MatchingChange, Pairing, StampMatching};
-use crate::frame_slot::{Frame, Payload, Shared};
+use crate::frame_slot::{ReceivedFrame, Payload, FrameSlots};
 use crate::messages::{camera_info_data, camera_info_msg, cloud_msg, image_msg, stats_msg, Counters, FrameStats};
-use crate::params::{lock_live, Live, Settings};
+use crate::params::{lock_live, LiveParams, Settings};
 use crate::supervise::{supervised, test_hook, Stage};
 use crate::throttle::Throttle;
 
@@ -95,8 +95,8 @@ struct Prepared<'a> {
 type Inferred = Result<(DepthMap, StageTimings, usize), Lost>;
 
 pub struct Worker {
-    shared: Arc<Shared>,
-    live: Arc<Mutex<Live>>,
+    shared: Arc<FrameSlots>,
+    live: Arc<Mutex<LiveParams>>,
     estimator: DepthEstimator,
     settings: Settings,
     cameras: Vec<CameraState>,
@@ -110,8 +110,8 @@ pub struct Worker {
 impl Worker {
     /// `outputs`: one per camera of `settings.cameras`, in order.
     pub fn new(
-        shared: Arc<Shared>,
-        live: Arc<Mutex<Live>>,
+        shared: Arc<FrameSlots>,
+        live: Arc<Mutex<LiveParams>>,
         estimator: DepthEstimator,
         settings: Settings,
         outputs: Vec<CameraOutputs>,
@@ -175,7 +175,7 @@ impl Worker {
 
     /// The next batch: the newest frame of each camera chosen by
     /// [`plan_batch`], waiting for one; `None` at shutdown.
-    fn next_batch(&self) -> Option<Vec<(usize, Frame)>> {
+    fn next_batch(&self) -> Option<Vec<(usize, ReceivedFrame)>> {
         let mut state = self.shared.lock();
         loop {
             if self.shared.shutting_down() {
@@ -203,7 +203,7 @@ impl Worker {
         }
     }
 
-    fn process_batch(&mut self, batch: &[(usize, Frame)], resolved: &Resolved) {
+    fn process_batch(&mut self, batch: &[(usize, ReceivedFrame)], resolved: &NodeSettings) {
         let mut prepared = Vec::with_capacity(batch.len());
         for (camera, frame) in batch {
             self.stage.set(Stage::Decode);
@@ -232,7 +232,7 @@ impl Worker {
     /// window from its arrival, while stamps are known to match) for its
     /// own camera_info only, never for another camera's, and the forward
     /// pass has already given the camera_infos time to arrive.
-    fn pair_and_finish(&mut self, mut waiting: Vec<(Prepared<'_>, (DepthMap, StageTimings, usize))>, resolved: &Resolved) {
+    fn pair_and_finish(&mut self, mut waiting: Vec<(Prepared<'_>, (DepthMap, StageTimings, usize))>, resolved: &NodeSettings) {
         let mut windows = Vec::with_capacity(waiting.len());
         for (p, _) in &waiting {
             let late = {
@@ -330,7 +330,7 @@ impl Worker {
     }
 
     /// Decodes the frame (its camera_info is paired after the forward pass).
-    fn prepare<'a>(&mut self, camera: usize, frame: &'a Frame, settings: &CameraSettings) -> Result<Prepared<'a>, Skip> {
+    fn prepare<'a>(&mut self, camera: usize, frame: &'a ReceivedFrame, settings: &CameraSettings) -> Result<Prepared<'a>, Skip> {
         let started = Instant::now();
         let header = frame.header().clone();
         let stamp = stamp_ns(header.stamp.sec, header.stamp.nanosec);

@@ -5,17 +5,10 @@
 use super::messages::{CompressedImage, Image};
 use super::BagError;
 use crate::image::ros_image::{decode_compressed, RawImage};
-use crate::image::{ImageView, PixelFormat};
+use crate::image::{ImageView, PackedRgb, PixelFormat};
 
-/// A packed RGB8 image.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rgb {
-    pub data: Vec<u8>,
-    pub width: usize,
-    pub height: usize,
-}
 
-fn to_rgb(view: &ImageView<'_>) -> Rgb {
+fn to_rgb(view: &ImageView<'_>) -> PackedRgb {
     let (w, h) = (view.width(), view.height());
     let mut data = Vec::with_capacity(w * h * 3);
     for y in 0..h {
@@ -28,10 +21,10 @@ fn to_rgb(view: &ImageView<'_>) -> Rgb {
             PixelFormat::Mono8 => row.iter().take(w).for_each(|&g| data.extend_from_slice(&[g, g, g])),
         }
     }
-    Rgb { data, width: w, height: h }
+    PackedRgb { data, width: w, height: h }
 }
 
-pub fn from_image(msg: &Image<'_>) -> Result<Rgb, BagError> {
+pub fn from_image(msg: &Image<'_>) -> Result<PackedRgb, BagError> {
     let raw = RawImage {
         encoding: &msg.encoding,
         width: msg.width,
@@ -44,7 +37,7 @@ pub fn from_image(msg: &Image<'_>) -> Result<Rgb, BagError> {
     Ok(to_rgb(&img.view().map_err(|e| BagError::Decode(e.to_string()))?))
 }
 
-pub fn from_compressed(msg: &CompressedImage<'_>) -> Result<Rgb, BagError> {
+pub fn from_compressed(msg: &CompressedImage<'_>) -> Result<PackedRgb, BagError> {
     let img = decode_compressed(&msg.format, msg.data).map_err(|e| BagError::Decode(e.to_string()))?;
     Ok(to_rgb(&img.view().map_err(|e| BagError::Decode(e.to_string()))?))
 }

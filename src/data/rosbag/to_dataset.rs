@@ -103,7 +103,7 @@ fn normalise_type(t: &str) -> String {
 
 /// A colour or depth message kept until it is paired and processed.
 #[derive(Debug, Clone)]
-struct Frame {
+struct HeldMessage {
     type_name: String,
     frame_id: String,
     data: Vec<u8>,
@@ -112,8 +112,8 @@ struct Frame {
 struct Job {
     name: String,
     stamp: i64,
-    rgb: Frame,
-    depth: Frame,
+    rgb: HeldMessage,
+    depth: HeldMessage,
     rgb_info: Option<Arc<CameraInfo>>,
     depth_info: Option<Arc<CameraInfo>>,
     tf: Arc<TfTree>,
@@ -130,7 +130,7 @@ struct Done {
 
 type Outcome = Result<Done, (String, String)>;
 
-fn decode_rgb(f: &Frame) -> Result<colour::Rgb, BagError> {
+fn decode_rgb(f: &HeldMessage) -> Result<crate::image::PackedRgb, BagError> {
     if f.type_name == messages::COMPRESSED_IMAGE {
         colour::from_compressed(&CompressedImage::decode(&f.data)?)
     } else {
@@ -138,7 +138,7 @@ fn decode_rgb(f: &Frame) -> Result<colour::Rgb, BagError> {
     }
 }
 
-fn decode_depth(f: &Frame) -> Result<depth::DepthImage, BagError> {
+fn decode_depth(f: &HeldMessage) -> Result<depth::DepthImage, BagError> {
     if f.type_name == messages::COMPRESSED_IMAGE {
         depth::from_compressed(&CompressedImage::decode(&f.data)?)
     } else {
@@ -361,11 +361,11 @@ pub fn from_bag(opts: &FromBagOptions, warnings: &Warnings) -> Result<FromBagRep
             });
         }
 
-        let mut pairer: Pairer<Frame> = Pairer::new(opts.max_offset_ns, 2_000_000_000);
-        let mut waiting: Vec<(Stamped<Frame>, Stamped<Frame>)> = Vec::new();
+        let mut pairer: Pairer<HeldMessage> = Pairer::new(opts.max_offset_ns, 2_000_000_000);
+        let mut waiting: Vec<(Stamped<HeldMessage>, Stamped<HeldMessage>)> = Vec::new();
         let mut next_index = 0usize;
         let mut pair_count = 0u64;
-        let mut dispatch = |rgb: Stamped<Frame>, depth: Stamped<Frame>, inputs: &Inputs, report: &mut FromBagReport| {
+        let mut dispatch = |rgb: Stamped<HeldMessage>, depth: Stamped<HeldMessage>, inputs: &Inputs, report: &mut FromBagReport| {
             pair_count += 1;
             if !(pair_count - 1).is_multiple_of(opts.every.max(1) as u64) {
                 report.thinned += 1;
@@ -383,7 +383,7 @@ pub fn from_bag(opts: &FromBagOptions, warnings: &Warnings) -> Result<FromBagRep
             next_index += 1;
             let _ = tx.send(job);
         };
-        let mut handle = |out: Vec<Paired<Frame>>, inputs: &Inputs, report: &mut FromBagReport, waiting: &mut Vec<_>| {
+        let mut handle = |out: Vec<Paired<HeldMessage>>, inputs: &Inputs, report: &mut FromBagReport, waiting: &mut Vec<_>| {
             for p in out {
                 match p {
                     Paired::Pair { rgb, depth } => {
@@ -471,7 +471,7 @@ pub fn from_bag(opts: &FromBagOptions, warnings: &Warnings) -> Result<FromBagRep
                 let item = Stamped {
                     stamp: header.stamp_ns(),
                     log_time: m.log_time,
-                    item: Frame { type_name: ty, frame_id: header.frame_id, data: m.data.to_vec() },
+                    item: HeldMessage { type_name: ty, frame_id: header.frame_id, data: m.data.to_vec() },
                 };
                 let out = if is_rgb { pairer.push_rgb(item) } else { pairer.push_depth(item) };
                 handle(out, &inputs, &mut report, &mut waiting);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::model::blip2::ArchitectureHints;
-use crate::model::depthclip::config::{self as shared, clamp_range};
+use crate::model::prompt_bins::settings::{self as shared, clamp_range, PromptSettings};
 use crate::model::prompt_bins::PromptOverrides;
 
 /// How the class maps' groups become one logit map.
@@ -77,7 +77,7 @@ pub struct DepthBlip2Config {
     /// same fractions.
     #[serde(default)]
     pub crop: Option<[usize; 4]>,
-    #[serde(default = "crate::model::depthclip::config::default_crop_frame")]
+    #[serde(default = "shared::default_crop_frame")]
     pub crop_frame: [usize; 2],
     #[serde(default = "default_side")]
     pub input_height: usize,
@@ -156,9 +156,9 @@ impl DepthBlip2Config {
         Ok(cfg)
     }
 
-    /// The prompt checks are DepthCLIP's; the rest names its key.
+    /// The prompt families' shared checks, then its own; each names its key.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        self.as_depthclip().validate()?;
+        self.settings().validate()?;
         if self.map_groups == 0 || self.map_height == 0 {
             return Err(format!("map_groups {} and map_height {} must be positive", self.map_groups, self.map_height));
         }
@@ -170,47 +170,39 @@ impl DepthBlip2Config {
         Ok(())
     }
 
-    /// The same prompts, bins and geometry as a DepthCLIP config (which
-    /// checks them and builds the input geometry).
-    pub fn as_depthclip(&self) -> crate::model::DepthClipConfig {
-        crate::model::DepthClipConfig {
-            model_type: "depthclip".into(),
-            depth_templates: self.depth_templates.clone(),
-            obj_classes: self.obj_classes.clone(),
-            depth_classes: self.depth_classes.clone(),
-            bin_list: self.bin_list.clone(),
+    /// The settings every prompt family shares, borrowed.
+    pub fn settings(&self) -> PromptSettings<'_> {
+        PromptSettings {
+            depth_templates: &self.depth_templates,
+            obj_classes: &self.obj_classes,
+            depth_classes: &self.depth_classes,
+            bin_list: &self.bin_list,
             depth_scale: self.depth_scale,
             temperature: self.temperature,
-            input_height: self.input_height,
-            input_width: self.input_width,
+            input: (self.input_width, self.input_height),
             crop: self.crop,
             crop_frame: self.crop_frame,
             image_mean: self.image_mean,
             image_std: self.image_std,
-            flip_average: self.flip_average,
-            upsample_align_corners: self.upsample_align_corners,
             min_depth: self.min_depth,
             max_depth: self.max_depth,
-            ..crate::model::DepthClipConfig::default()
         }
     }
 
     /// Replaces the prompt and bin settings (the node's parameters).
     pub fn apply(&mut self, overrides: &PromptOverrides) -> std::result::Result<(), String> {
-        let mut d = self.as_depthclip();
-        d.apply(overrides)?;
-        self.depth_templates = d.depth_templates;
-        self.obj_classes = d.obj_classes;
-        self.depth_classes = d.depth_classes;
-        self.bin_list = d.bin_list;
-        self.depth_scale = d.depth_scale;
-        self.temperature = d.temperature;
+        overrides.apply(
+            (&mut self.depth_templates, &mut self.obj_classes, &mut self.depth_classes),
+            &mut self.bin_list,
+            &mut self.depth_scale,
+            &mut self.temperature,
+        );
         self.validate()
     }
 
     /// The YAML's bins in metres (`bin_list` x `depth_scale`).
     pub fn scaled_bins(&self) -> Vec<f64> {
-        self.bin_list.iter().map(|b| b * self.depth_scale).collect()
+        self.settings().bins()
     }
 
     /// The bins the model uses: the scaled bins, adapted by the
@@ -229,7 +221,7 @@ impl DepthBlip2Config {
 
     /// Per distance class, every template x object sentence.
     pub fn prompts(&self) -> Vec<Vec<String>> {
-        self.as_depthclip().prompts()
+        self.settings().prompts()
     }
 
     /// The clamp range: `min_depth`/`max_depth`, else the given bins' range.

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::model::prompt_bins::settings::{
+    clamp_range, default_classes, default_crop_frame, default_mean, default_objects, default_std, default_temperature, default_templates, one, yes, PromptSettings,
+};
 use crate::model::prompt_bins::PromptOverrides;
 
-/// ImageNet's statistics: the release normalises with them, not CLIP's.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+pub use crate::model::prompt_bins::settings::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// How a ViT's position table reaches another token grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -96,41 +97,8 @@ pub struct DepthClipConfig {
 fn default_clip_vis() -> String {
     "RN50".into()
 }
-/// The clamp range of a bin-weighted depth: `min_depth`/`max_depth` where
-/// given, else the bins' smallest and largest (shared by the prompt families).
-pub(crate) fn clamp_range(bins: &[f64], min_depth: Option<f64>, max_depth: Option<f64>) -> (f64, f64) {
-    let lo = bins.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = bins.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let (lo, hi) = (min_depth.unwrap_or(lo), max_depth.unwrap_or(hi));
-    // One bin value for all classes still makes a (degenerate) range.
-    if min_depth.is_none() && max_depth.is_none() && lo == hi {
-        return (lo * 0.5, hi * 1.5);
-    }
-    (lo, hi)
-}
-
-pub(crate) fn default_templates() -> Vec<String> {
-    vec!["This {} is {}".into()]
-}
-pub(crate) fn default_objects() -> Vec<String> {
-    vec!["object".into()]
-}
-pub(crate) fn default_classes() -> Vec<String> {
-    ["giant", "extremely close", "close", "not in distance", "a little remote", "far", "unseen"]
-        .map(String::from)
-        .to_vec()
-}
 fn default_bins() -> Vec<f64> {
     vec![1.00, 1.50, 2.00, 2.25, 2.50, 2.75, 3.00]
-}
-pub(crate) fn one() -> f64 {
-    1.0
-}
-pub(crate) fn yes() -> bool {
-    true
-}
-pub(crate) fn default_temperature() -> f64 {
-    0.1
 }
 fn default_logit_scale() -> f64 {
     100.0
@@ -138,18 +106,8 @@ fn default_logit_scale() -> f64 {
 fn default_height() -> usize {
     416
 }
-/// NYU Depth v2's frames, for which the release's crop is given.
-pub(crate) fn default_crop_frame() -> [usize; 2] {
-    [640, 480]
-}
 fn default_width() -> usize {
     544
-}
-pub(crate) fn default_mean() -> [f32; 3] {
-    IMAGENET_MEAN
-}
-pub(crate) fn default_std() -> [f32; 3] {
-    IMAGENET_STD
 }
 fn default_vit_positions() -> VitPositions {
     VitPositions::SequenceLinear
@@ -180,69 +138,42 @@ impl DepthClipConfig {
     }
 
     pub fn apply(&mut self, overrides: &PromptOverrides) -> std::result::Result<(), String> {
-        let o = overrides.clone();
-        self.depth_templates = o.depth_templates.unwrap_or(std::mem::take(&mut self.depth_templates));
-        self.obj_classes = o.obj_classes.unwrap_or(std::mem::take(&mut self.obj_classes));
-        self.depth_classes = o.depth_classes.unwrap_or(std::mem::take(&mut self.depth_classes));
-        self.bin_list = o.bin_list.unwrap_or(std::mem::take(&mut self.bin_list));
-        self.depth_scale = o.depth_scale.unwrap_or(self.depth_scale);
-        self.temperature = o.temperature.unwrap_or(self.temperature);
+        overrides.apply(
+            (&mut self.depth_templates, &mut self.obj_classes, &mut self.depth_classes),
+            &mut self.bin_list,
+            &mut self.depth_scale,
+            &mut self.temperature,
+        );
         self.validate()
     }
 
     /// Checks everything that does not depend on the weights; each message
     /// names its key.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.depth_templates.is_empty() {
-            return Err("depth_templates is empty: give at least one sentence template".into());
-        }
-        for (i, t) in self.depth_templates.iter().enumerate() {
-            if t.matches("{}").count() != 2 || t.replace("{}", "").contains(['{', '}']) {
-                return Err(format!(
-                    "depth_templates[{i}] {t:?} must contain exactly two {{}} (the object, then the distance) and no other braces"
-                ));
-            }
-        }
-        check_words("obj_classes", &self.obj_classes, 1)?;
-        check_words("depth_classes", &self.depth_classes, 2)?;
-        if self.bin_list.len() != self.depth_classes.len() {
-            return Err(format!(
-                "bin_list has {} depths but depth_classes has {} classes: give one bin per class",
-                self.bin_list.len(),
-                self.depth_classes.len()
-            ));
-        }
-        if let Some((i, b)) = self.bin_list.iter().enumerate().find(|(_, b)| !(b.is_finite() && **b > 0.0)) {
-            return Err(format!("bin_list[{i}] = {b} is not a positive depth in metres"));
-        }
-        for (key, v) in [("depth_scale", self.depth_scale), ("temperature", self.temperature), ("logit_scale", self.logit_scale)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{key} must be a positive number, got {v}"));
-            }
-        }
-        if self.input_height == 0 || self.input_width == 0 || self.input_height > 8192 || self.input_width > 8192 {
-            return Err(format!("input_height x input_width {}x{} must be in 1..=8192", self.input_height, self.input_width));
-        }
-        if let Some([l, t, r, b]) = self.crop {
-            if l >= r || t >= b {
-                return Err(format!("crop [{l}, {t}, {r}, {b}] is empty: it is [left, top, right, bottom] with left < right, top < bottom"));
-            }
-            let [fw, fh] = self.crop_frame;
-            if r > fw || b > fh {
-                return Err(format!("crop [{l}, {t}, {r}, {b}] reaches past its {fw}x{fh} crop_frame"));
-            }
-        }
-        if let Some((c, s)) = self.image_std.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {
-            return Err(format!("image_std[{c}] = {s} must be positive"));
-        }
-        if self.image_mean.iter().any(|m| !m.is_finite()) {
-            return Err("image_mean must be finite".into());
-        }
-        let (lo, hi) = self.depth_range();
-        if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo < hi) {
-            return Err(format!("min_depth {lo} / max_depth {hi} must satisfy 0 <= min_depth < max_depth"));
+        self.settings().validate()?;
+        if !(self.logit_scale.is_finite() && self.logit_scale > 0.0) {
+            return Err(format!("logit_scale must be a positive number, got {}", self.logit_scale));
         }
         Ok(())
+    }
+
+    /// The settings every prompt family shares, borrowed.
+    pub fn settings(&self) -> PromptSettings<'_> {
+        PromptSettings {
+            depth_templates: &self.depth_templates,
+            obj_classes: &self.obj_classes,
+            depth_classes: &self.depth_classes,
+            bin_list: &self.bin_list,
+            depth_scale: self.depth_scale,
+            temperature: self.temperature,
+            input: (self.input_width, self.input_height),
+            crop: self.crop,
+            crop_frame: self.crop_frame,
+            image_mean: self.image_mean,
+            image_std: self.image_std,
+            min_depth: self.min_depth,
+            max_depth: self.max_depth,
+        }
     }
 
     /// The crop, the input (Pillow bicubic) and the output placement.
@@ -254,47 +185,19 @@ impl DepthClipConfig {
 
     /// The bins in metres.
     pub fn bins(&self) -> Vec<f64> {
-        self.bin_list.iter().map(|b| b * self.depth_scale).collect()
+        self.settings().bins()
     }
 
     /// The output's clamp range: `min_depth`/`max_depth`, else the bins'.
     pub fn depth_range(&self) -> (f64, f64) {
-        clamp_range(&self.bins(), self.min_depth, self.max_depth)
+        let s = self.settings();
+        clamp_range(&s.bins(), s.min_depth, s.max_depth)
     }
 
     /// Per distance class, every template x object sentence.
     pub fn prompts(&self) -> Vec<Vec<String>> {
-        self.depth_classes
-            .iter()
-            .map(|class| {
-                self.depth_templates
-                    .iter()
-                    .flat_map(|t| self.obj_classes.iter().map(move |o| fill(t, o, class)))
-                    .collect()
-            })
-            .collect()
+        self.settings().prompts()
     }
-}
-
-/// `template.format(object, distance)` for a template with two `{}`.
-fn fill(template: &str, object: &str, distance: &str) -> String {
-    let mut parts = template.splitn(3, "{}");
-    let (a, b, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    format!("{a}{object}{b}{distance}{c}")
-}
-
-fn check_words(key: &str, words: &[String], at_least: usize) -> std::result::Result<(), String> {
-    if words.len() < at_least {
-        return Err(format!("{key} has {} entries, it needs at least {at_least}", words.len()));
-    }
-    if let Some(i) = words.iter().position(|w| w.trim().is_empty()) {
-        return Err(format!("{key}[{i}] is empty"));
-    }
-    let mut seen = std::collections::HashSet::new();
-    if let Some(w) = words.iter().find(|w| !seen.insert(w.as_str())) {
-        return Err(format!("{key} lists {w:?} twice"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub use random::random_clip_state_dict;
 pub use vit::VitTokens;
 
 use crate::error::{Error, Result};
-pub use crate::model::prompt_bins::{average_mirrored, flip_width, with_mirrored};
+pub use crate::model::prompt_bins::{average_mirrored, with_mirrored};
 use crate::model::text::{ClipTextModel, ClipTokenizer};
 use crate::model::{BackboneConfig, BackboneKind, ModifiedResNet};
 

@@ -17,13 +17,13 @@ use crate::rng::Rng;
 
 /// What a forward pass is for: training (batch statistics, dropout) or
 /// evaluation (running statistics, no dropout).
-pub struct Ctx {
+pub struct ForwardMode {
     pub train: bool,
     /// Draws the dropout masks, in forward order; `None` disables dropout.
     pub dropout_rng: Option<Mutex<Rng>>,
 }
 
-impl Ctx {
+impl ForwardMode {
     pub fn eval() -> Self {
         Self { train: false, dropout_rng: None }
     }
@@ -150,16 +150,16 @@ impl BatchNorm2d {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, ctx: &ForwardMode) -> Result<Tensor> {
         self.forward_act(x, ctx, false)
     }
 
     /// `relu(bn(x))`, in one pass on the CPU.
-    pub fn forward_relu(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    pub fn forward_relu(&self, x: &Tensor, ctx: &ForwardMode) -> Result<Tensor> {
         self.forward_act(x, ctx, true)
     }
 
-    fn forward_act(&self, x: &Tensor, ctx: &Ctx, relu: bool) -> Result<Tensor> {
+    fn forward_act(&self, x: &Tensor, ctx: &ForwardMode, relu: bool) -> Result<Tensor> {
         let y = self.normalise(x, ctx, relu)?;
         // The fused kernel applied the ReLU already.
         if relu && !(ctx.train && is_cpu_f32(x)) {
@@ -168,7 +168,7 @@ impl BatchNorm2d {
         Ok(y)
     }
 
-    fn normalise(&self, x: &Tensor, ctx: &Ctx, relu: bool) -> Result<Tensor> {
+    fn normalise(&self, x: &Tensor, ctx: &ForwardMode, relu: bool) -> Result<Tensor> {
         let c = self.channels;
         let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
         if !ctx.train {
@@ -228,7 +228,7 @@ impl Dropout {
         Self { p }
     }
 
-    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, ctx: &ForwardMode) -> Result<Tensor> {
         let rng = match (&ctx.dropout_rng, ctx.train && self.p > 0.0) {
             (Some(rng), true) => rng,
             _ => return Ok(x.clone()),

@@ -7,7 +7,7 @@ mod store;
 
 use candle_core::{Result, Tensor};
 
-pub use layers::{BatchNorm2d, Conv2d, ConvTranspose2x2, Ctx, Dropout, Linear, BN_EPS, BN_MOMENTUM};
+pub use layers::{BatchNorm2d, Conv2d, ConvTranspose2x2, ForwardMode, Dropout, Linear, BN_EPS, BN_MOMENTUM};
 pub use store::{Entry, Init, InitSource, ParamBuilder, ParamStore, Role};
 
 /// What the frozen part of a model computes from a batch of normalised
@@ -36,7 +36,7 @@ pub trait TrainableModel: Send + Sync {
     fn features(&self, pixels: &Tensor) -> Result<Features>;
 
     /// The trainable part: features -> depth at `out_size` (H, W).
-    fn forward(&self, features: &Features, out_size: (usize, usize), ctx: &Ctx) -> Result<Prediction>;
+    fn forward(&self, features: &Features, out_size: (usize, usize), ctx: &ForwardMode) -> Result<Prediction>;
 
     /// The model's input side length (the square the backbone takes).
     fn input_size(&self) -> usize;

@@ -15,7 +15,7 @@ use super::BACKBONE_PREFIX;
 use crate::kernels::train::relu::relu;
 use crate::kernels::train::separable::resize_bilinear;
 use crate::model::nn::{
-    BatchNorm2d, Conv2d, ConvTranspose2x2, Ctx, Dropout, Features, InitSource, Linear, ParamBuilder, ParamStore,
+    BatchNorm2d, Conv2d, ConvTranspose2x2, ForwardMode, Dropout, Features, InitSource, Linear, ParamBuilder, ParamStore,
     Prediction, Role, TrainableModel,
 };
 use crate::model::vision::{tokens_to_map, VisionBackbone};
@@ -34,7 +34,7 @@ impl ConvBnRelu {
         Ok(Self { conv: Conv2d::new(conv_pb, c_in, c_out, kernel, false)?, bn: BatchNorm2d::new(bn_pb, c_out)? })
     }
 
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &ForwardMode) -> Result<Tensor> {
         self.bn.forward_relu(&self.conv.forward(x)?, ctx)
     }
 }
@@ -54,7 +54,7 @@ impl UpBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &ForwardMode) -> Result<Tensor> {
         self.conv.forward(&self.upsample.forward(x)?, ctx)
     }
 }
@@ -78,7 +78,7 @@ impl ResBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &ForwardMode) -> Result<Tensor> {
         let y = self.dropout.forward(&self.first.forward(x, ctx)?, ctx)?;
         let y = self.norm2.forward(&self.conv2.forward(&y)?, ctx)?;
         relu(&(y + x)?)
@@ -100,7 +100,7 @@ impl StructuralBlock {
         })
     }
 
-    fn forward(&self, low: &Tensor, skip: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    fn forward(&self, low: &Tensor, skip: &Tensor, ctx: &ForwardMode) -> Result<Tensor> {
         let up = self.upsample_low.forward(low, ctx)?;
         let (_, _, h, w) = up.dims4()?;
         let skip = resize_bilinear(skip, h, w, false)?;
@@ -139,7 +139,7 @@ impl MainBlock {
         })
     }
 
-    fn forward(&self, low: &Tensor, skip_clip: &Tensor, skip_struct: Option<&Tensor>, ctx: &Ctx) -> Result<Tensor> {
+    fn forward(&self, low: &Tensor, skip_clip: &Tensor, skip_struct: Option<&Tensor>, ctx: &ForwardMode) -> Result<Tensor> {
         let up = self.upsample_low.forward(low, ctx)?;
         let (_, _, h, w) = up.dims4()?;
         let clip = gate(&self.skip_clip_gate, &up, &resize_bilinear(skip_clip, h, w, false)?)?;
@@ -170,7 +170,7 @@ impl DepthHead {
         })
     }
 
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &ForwardMode) -> Result<Tensor> {
         relu(&self.last.forward(&self.first.forward(x, ctx)?)?)
     }
 }
@@ -268,7 +268,7 @@ impl Decoder {
     }
 
     /// Patch tokens of the semantic then structural taps, pooler (B, D).
-    fn forward(&self, tokens: &[Tensor], pooler: &Tensor, out: (usize, usize), ctx: &Ctx) -> Result<Prediction> {
+    fn forward(&self, tokens: &[Tensor], pooler: &Tensor, out: (usize, usize), ctx: &ForwardMode) -> Result<Prediction> {
         let n = self.main_decoder_blocks.len();
         let (main_tokens, struct_tokens) = tokens.split_at(n);
         let mut main_feat = Vec::with_capacity(n);
@@ -378,7 +378,7 @@ impl TrainableModel for TrainableSpaceClip {
         Ok(Features(f))
     }
 
-    fn forward(&self, features: &Features, out_size: (usize, usize), ctx: &Ctx) -> Result<Prediction> {
+    fn forward(&self, features: &Features, out_size: (usize, usize), ctx: &ForwardMode) -> Result<Prediction> {
         let (pooler, tokens) = features.0.split_last().ok_or_else(|| candle_core::Error::Msg("no features".into()))?;
         if tokens.len() != self.taps.len() {
             candle_core::bail!("expected {} feature maps, got {}", self.taps.len(), tokens.len());

@@ -1,7 +1,8 @@
-//! What every bin-based head shares (DepthCLIP, DepthBLIP-2): class
-//! probabilities over distance prompts read as depth (the
-//! probability-weighted mean of the bins), the classes at the ends of the
-//! bins, and averaging with the mirror image.
+//! What every bin-based head shares (DepthCLIP, DepthBLIP-2, and any
+//! prompt head to come): the prompt and bin settings ([`settings`]) and the
+//! node's overrides of them, class probabilities over distance prompts read
+//! as depth (the probability-weighted mean of the bins), the classes at the
+//! ends of the bins, and averaging with the mirror image.
 //!
 //! A weighted mean of bins always lies between the first and the last bin,
 //! so such a head cannot tell a wall at 10 m from one at its last bin (3 m
@@ -15,7 +16,12 @@
 
 use candle_core::{Result, Tensor};
 
+use crate::kernels::mirror::flip_width;
+
 pub use crate::model::input::{Crop, InputGeometry, Region};
+pub use settings::{clamp_range, PromptSettings};
+
+pub mod settings;
 
 /// Probabilities `p` with the classes along `dim` -> the signed margin by
 /// which an end class leads all the others (same shape with `dim` of size 1):
@@ -54,12 +60,6 @@ pub fn average_mirrored(map: Tensor, batch: usize, flip_average: bool) -> Result
     (map.narrow(0, 0, batch)? + mirrored)? * 0.5
 }
 
-/// (B, C, H, W) mirrored along its width.
-pub fn flip_width(x: &Tensor) -> Result<Tensor> {
-    let w = x.dim(3)?;
-    let index = Tensor::from_vec((0..w as u32).rev().collect::<Vec<_>>(), w, x.device())?;
-    x.index_select(&index, 3)
-}
 
 /// Replacements for the prompt and bin settings (the node's parameters);
 /// `None` keeps the YAML's.
