@@ -55,16 +55,17 @@ _ARGUMENTS = [
     ('image_topic', '/camera/image_raw',
      'Input sensor_msgs/Image topic (rectified). With use_compressed, <image_topic>/compressed is used.'),
     ('camera_info_topic', '/camera/camera_info', 'sensor_msgs/CameraInfo of the input image'),
-    ('model_config', '', 'Model YAML: SPACE-CLIP training YAML or a DepthCLIP config (overrides model_config)'),
+    ('model_config', '', 'Model YAML: a SPACE-CLIP training YAML, or a DepthCLIP or DepthBLIP-2 config (overrides model_config)'),
     ('checkpoint', '', 'SPACE-CLIP checkpoint (.pt/.pth/.safetensors), or for DepthCLIP the whole CLIP '
-                       '(OpenAI RN50.pt, OpenCLIP or Hugging Face weights) (overrides checkpoint)'),
+                       '(OpenAI RN50.pt, OpenCLIP or Hugging Face weights), for DepthBLIP-2 the BLIP-2 '
+                       '(Hugging Face or LAVIS) (overrides checkpoint)'),
     ('model_type', '', 'space_clip, depthclip or depthblip2 (overrides the model config\'s model_type); without a '
                        'model_config, depthclip uses the installed config/depthclip_nyu.yaml and depthblip2 '
                        'config/depthblip2_nyu.yaml'),
-    ('depth_templates', '', 'DepthCLIP prompt templates with two {} (object, distance), a YAML list'),
-    ('obj_classes', '', 'DepthCLIP objects named in the prompts, a YAML list'),
-    ('depth_classes', '', 'DepthCLIP distance words, nearest first, a YAML list'),
-    ('bin_list', '', 'DepthCLIP depth of each distance word in metres, a YAML list'),
+    ('depth_templates', '', 'DepthCLIP / DepthBLIP-2 prompt templates with two {} (object, distance), a YAML list'),
+    ('obj_classes', '', 'DepthCLIP / DepthBLIP-2 objects named in the prompts, a YAML list'),
+    ('depth_classes', '', 'DepthCLIP / DepthBLIP-2 distance words, nearest first, a YAML list'),
+    ('bin_list', '', 'DepthCLIP / DepthBLIP-2 depth of each distance word in metres, a YAML list'),
     ('depth_scale', '', 'DepthCLIP / DepthBLIP-2 factor on every bin'),
     ('temperature', '', 'DepthCLIP / DepthBLIP-2 softmax temperature over the distance classes'),
     ('beyond_bins', '', 'DepthCLIP / DepthBLIP-2: mark (+Inf / -Inf where the farthest / nearest distance class '

@@ -11,7 +11,7 @@
 # WEIGHT test encoder (tests/fixtures/tiny_clip): only the decoder learns,
 # so expect figures that beat always guessing a typical depth (printed
 # alongside) but are not those of a trained CLIP. The pipeline is the one
-# real data and weights take (README: "Your own data").
+# real data and weights take (docs/data.md).
 #
 #   scripts/demo-train.sh [--quick]     # --quick: fewer scenes and steps (a smoke run)
 #

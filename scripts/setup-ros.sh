@@ -8,7 +8,7 @@
 # Needs root (or sudo) for step 1 unless --skip-apt, and a Debian whose
 # python3.11 packages exist (Debian 12): the wheels are built for CPython
 # 3.11. Ubuntu 24.04 has Python 3.12: install ROS 2 Jazzy from its apt
-# repository instead (README, "With a ROS 2 Jazzy install").
+# repository instead (docs/node.md, "With a ROS 2 Jazzy install").
 #
 # Steps (each is skipped when its outputs exist and its inputs did not change):
 #   1. Debian packages: cmake, libclang-dev (bindgen for r2r), a C/C++

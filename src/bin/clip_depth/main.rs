@@ -10,6 +10,9 @@ mod infer;
 mod inspect;
 mod train;
 
+#[cfg(test)]
+mod docs_check;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

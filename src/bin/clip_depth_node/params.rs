@@ -751,6 +751,37 @@ mod tests {
         assert!(params.knows("b.max_range") && !params.knows("c.max_range") && params.knows("max_range"));
     }
 
+    /// config/clip_depth.yaml documents exactly the parameters the node
+    /// declares (the docs' parameter table is held to that file), each with
+    /// the declared default but for the file's deliberate choices.
+    #[test]
+    fn the_params_file_lists_every_declared_parameter_with_its_default() {
+        let mut declared = IndexMap::new();
+        NodeParams::default().register_parameters("", None, &mut declared).unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/clip_depth.yaml")).unwrap();
+        let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+        let file = doc["/**"]["ros__parameters"].as_mapping().unwrap();
+        let mut in_file: Vec<&str> = file.keys().map(|k| k.as_str().unwrap()).collect();
+        let mut names: Vec<&str> = declared.keys().map(String::as_str).collect();
+        in_file.sort();
+        names.sort();
+        assert_eq!(in_file, names);
+        // The file's own choices, said in its comments: a full 640x480 cloud
+        // is about 4.9 MB a frame, so the launched node keeps every 2nd pixel.
+        let chosen = ["cloud_decimation"];
+        for (name, p) in declared.iter().filter(|(n, _)| !chosen.contains(&n.as_str())) {
+            let v = &file[name.as_str()];
+            let same = match &p.value {
+                ParameterValue::String(s) => v.as_str() == Some(s.as_str()),
+                ParameterValue::Double(d) => v.as_f64() == Some(*d),
+                ParameterValue::Integer(i) => v.as_i64() == Some(*i),
+                ParameterValue::Bool(b) => v.as_bool() == Some(*b),
+                other => panic!("{name}: unexpected type {other:?}"),
+            };
+            assert!(same, "{name}: the file says {v:?}, the node declares {:?}", p.value);
+        }
+    }
+
     fn running(p: NodeParams) -> (Parameters, Arc<Mutex<LiveParams>>, Arc<Mutex<IndexMap<String, Parameter>>>) {
         let s = p.validate().unwrap();
         let mut config = s.live.clone();
